@@ -1,0 +1,144 @@
+# Django on Debian, by Ansible. `make help` lists the targets.
+# Everything a target needs is installed by the target itself (`make toolchain`).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+REPO        := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+STATE       := $(REPO)/.state
+VENV        := $(STATE)/venv
+BIN         := $(VENV)/bin
+ENVS        := $(sort $(notdir $(wildcard $(REPO)/inventories/*)))
+INVENTORY   := $(REPO)/inventories/$(ENV)
+SCENARIOS   := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard $(REPO)/molecule/*/molecule.yml))))
+# Debian packages the control node needs: the harness (nspawn, mmdebstrap, apt proxy,
+# nftables), Python venvs, and the load tool of `make bench`.
+APT_PACKAGES := systemd-container mmdebstrap apt-cacher-ng nftables iproute2 openssh-client \
+                python3-venv ca-certificates curl rsync
+
+export ANSIBLE_CONFIG := $(REPO)/ansible/ansible.cfg
+export PYTHONPATH     := $(REPO)/harness
+export PATH           := $(BIN):$(PATH)
+# the demo vault of `local` has a committed password file; other environments bring their own
+VAULT_PASSWORD_FILE ?= $(firstword $(wildcard $(INVENTORY)/vault-password.txt $(INVENTORY)/.vault-password))
+VAULT_ARGS  = $(if $(VAULT_PASSWORD_FILE),--vault-password-file $(VAULT_PASSWORD_FILE),--ask-vault-pass)
+PLAYBOOK    = $(BIN)/ansible-playbook -i $(INVENTORY) $(VAULT_ARGS)
+STAGE       := $(REPO)/scripts/stage
+SPACE       := $(empty) $(empty)
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  ENV is one of: $(ENVS)"
+
+# ---------------------------------------------------------------------------- toolchain
+.PHONY: toolchain
+toolchain: $(STATE)/apt.stamp $(VENV)/.stamp ## install Debian packages and the pinned venv (a second run installs nothing)
+
+$(STATE)/apt.stamp: Makefile
+	@mkdir -p $(STATE)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	fi
+	@touch $@
+
+$(VENV)/.stamp: requirements/toolchain.txt
+	@test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements/toolchain.txt
+	@touch $@
+
+.PHONY: lock
+lock: ## re-resolve requirements/toolchain.txt from toolchain.in (needs network to PyPI)
+	@test -x $(STATE)/uv/bin/uv || { python3 -m venv $(STATE)/uv && $(STATE)/uv/bin/pip install -q uv==0.9.7; }
+	$(STATE)/uv/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes --no-header \
+	  requirements/toolchain.in -o requirements/toolchain.txt
+
+# ---------------------------------------------------------------------------- environments
+define require_env
+	@if [ -z "$(ENV)" ]; then echo "usage: make $@ ENV=<$(subst $(SPACE),|,$(ENVS))>" >&2; exit 2; fi
+	@if [ ! -f "$(INVENTORY)/hosts.yml" ]; then echo "make $@: unknown ENV '$(ENV)'; use one of: $(ENVS)" >&2; exit 2; fi
+endef
+
+define require_local
+	@if [ "$(ENV)" != local ]; then echo "make $@: only ENV=local has harness hosts; '$(ENV)' is managed by its operator" >&2; exit 2; fi
+endef
+
+.PHONY: up
+up: toolchain ## boot the local test hosts listed in inventories/local/hosts.yml (ENV=local)
+	$(call require_env)
+	$(call require_local)
+	@$(BIN)/python -m testhosts is-up --env $(ENV) --inventory $(INVENTORY) 2>/dev/null \
+	  || $(BIN)/python -m testhosts create --env $(ENV) --inventory $(INVENTORY)
+
+.PHONY: down
+down: toolchain ## stop and remove the local test hosts (ENV=local)
+	$(call require_env)
+	$(call require_local)
+	$(BIN)/python -m testhosts destroy --env $(ENV)
+
+.PHONY: deploy
+deploy: toolchain ## converge ENV's hosts with ansible/site.yml (ENV=local boots its hosts first)
+	$(call require_env)
+	@if [ "$(ENV)" = local ]; then $(MAKE) up ENV=local; fi
+	@start=$$(date +%s); \
+	$(PLAYBOOK) $(REPO)/ansible/site.yml $(ARGS); \
+	echo "deploy ENV=$(ENV) finished in $$(( $$(date +%s) - start ))s"
+
+.PHONY: check
+check: toolchain ## dry run with diff (--check --diff) of ansible/site.yml against ENV
+	$(call require_env)
+	$(PLAYBOOK) --check --diff $(REPO)/ansible/site.yml $(ARGS)
+
+.PHONY: bench
+bench: toolchain ## benchmark the deployed ENV against a naive baseline (not yet built: issue 7)
+	$(call require_env)
+	@echo "make bench: the benchmark is not built yet (tracked in issue 7)" >&2; exit 2
+
+# ---------------------------------------------------------------------------- tests
+.PHONY: lint
+lint: toolchain ## yamllint, ansible-lint (production profile), ruff, role specs vs defaults and README
+	@$(STAGE) yamllint $(BIN)/yamllint -s .
+	@$(STAGE) ansible-lint $(BIN)/ansible-lint -q
+	@$(STAGE) ruff $(BIN)/ruff check harness molecule scripts/role-docs app
+	@$(STAGE) role-specs $(BIN)/python scripts/role-docs --check
+
+.PHONY: docs
+docs: toolchain ## regenerate README.md's variable tables from the roles' argument specs
+	$(BIN)/python scripts/role-docs --write
+
+.PHONY: test-harness
+test-harness: toolchain ## the harness's own tests (unit, then real hosts: boot, reboot, leftovers, destroy)
+	@$(STAGE) harness-tests $(BIN)/pytest -q -p no:cacheprovider harness/tests
+
+.PHONY: test-app
+test-app: ## the Django app's tests against a real PostgreSQL and Redis
+	@if [ -x app/bin/test ]; then $(STAGE) app-tests app/bin/test; else echo "app/bin/test missing" >&2; exit 1; fi
+
+.PHONY: test-fast
+test-fast: lint test-app ## lint, the harness's unit tests and the app's tests (between commits)
+	@$(STAGE) harness-unit $(BIN)/pytest -q -p no:cacheprovider -m "not hosts" harness/tests
+
+.PHONY: molecule
+molecule: toolchain ## every Molecule scenario: create, converge, idempotence, verify, destroy
+	@for s in $(SCENARIOS); do $(STAGE) "molecule-$$s" $(BIN)/molecule test -s $$s || exit 1; done
+
+.PHONY: test
+test: ## everything: lint, harness, app, every Molecule scenario; prints each stage's time
+	@: > $(STATE)/stages.txt 2>/dev/null || { mkdir -p $(STATE); : > $(STATE)/stages.txt; }
+	@start=$$(date +%s); \
+	if $(MAKE) toolchain && $(MAKE) lint && $(MAKE) test-harness && $(MAKE) test-app && $(MAKE) molecule; \
+	then rc=0; else rc=$$?; fi; \
+	echo "== stage times"; cat $(STATE)/stages.txt; \
+	echo "== make test: $$( [ $$rc = 0 ] && echo passed || echo FAILED ) in $$(( $$(date +%s) - start ))s"; exit $$rc
+
+.PHONY: boot-stress
+boot-stress: toolchain ## boot 3 hosts 20 times over and report every failed unit (not in make test)
+	$(BIN)/python -m testhosts stress --hosts $${HOSTS:-3} --rounds $${ROUNDS:-20} --distro $${DISTRO:-trixie}
+
+.PHONY: clean
+clean: ## remove every test host of this checkout and the venvs (base images stay cached)
+	@for e in $$(ls $(STATE)/testhosts/envs 2>/dev/null); do $(BIN)/python -m testhosts destroy --env $$e; done
+	rm -rf $(STATE)

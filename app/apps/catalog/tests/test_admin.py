@@ -1,0 +1,56 @@
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+from apps.catalog.models import Product
+from conftest import make_category
+
+pytestmark = pytest.mark.django_db
+
+
+def png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), "red").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_admin_uploads_a_product_image(admin_client, settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path)
+    category = make_category()
+    response = admin_client.post(
+        "/admin/catalog/product/add/",
+        {
+            "category": category.pk,
+            "sku": "IMG-1",
+            "name": "Pictured",
+            "description": "",
+            "price": "3.00",
+            "stock": "7",
+            "is_active": "on",
+            "image": SimpleUploadedFile("photo.png", png(), content_type="image/png"),
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    product = Product.objects.get(sku="IMG-1")
+    assert product.image.name.startswith("products/")
+    assert (tmp_path / product.image.name).read_bytes() == png()
+
+
+def test_admin_refuses_a_non_image(admin_client, settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path)
+    category = make_category()
+    response = admin_client.post(
+        "/admin/catalog/product/add/",
+        {
+            "category": category.pk,
+            "sku": "IMG-2",
+            "name": "Bad",
+            "price": "3.00",
+            "stock": "7",
+            "image": SimpleUploadedFile("x.png", b"not an image"),
+        },
+    )
+    assert response.status_code == 200  # the form again, with an error
+    assert not Product.objects.filter(sku="IMG-2").exists()

@@ -1,0 +1,77 @@
+"""Redis access that degrades instead of failing.
+
+The cache is an optimisation: with Redis down, reads are misses, writes are dropped, and the
+caller goes to the database. After an error this process skips Redis for
+REDIS_BACKOFF_SECONDS, so a blackholed Redis costs one connect timeout per window rather than
+one per call. /healthz bypasses all of this and asks Redis directly."""
+
+import logging
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("orders.cache")
+
+_down_until = 0.0
+_last_logged = 0.0
+
+
+def redis_available() -> bool:
+    return time.monotonic() >= _down_until
+
+
+def mark_redis_down(exc: Exception, action: str) -> None:
+    global _down_until, _last_logged
+    now = time.monotonic()
+    _down_until = now + settings.REDIS_BACKOFF_SECONDS
+    if now - _last_logged >= 10:  # one line per 10 s per process, not one per request
+        _last_logged = now
+        logger.warning(
+            "redis unavailable, degrading",
+            extra={"action": action, "error": type(exc).__name__},
+        )
+
+
+def reset() -> None:
+    """Forget a previous failure (tests)."""
+    global _down_until, _last_logged
+    _down_until = 0.0
+    _last_logged = 0.0
+
+
+def raw_client():
+    """The redis-py client behind Django's RedisCache (its private `_cache`): used for the
+    atomic rate-limit script, which the cache API cannot express."""
+    return cache._cache.get_client(write=True)
+
+
+def safe_get(key: str, default=None):
+    if not redis_available():
+        return default
+    try:
+        return cache.get(key, default)
+    except (RedisError, OSError) as exc:
+        mark_redis_down(exc, "get")
+        return default
+
+
+def safe_set(key: str, value, timeout: int | None = None) -> None:
+    if not redis_available():
+        return
+    try:
+        cache.set(key, value, timeout)
+    except (RedisError, OSError) as exc:
+        mark_redis_down(exc, "set")
+
+
+def safe_delete(*keys: str) -> None:
+    """Invalidation: on failure the entry may outlive its data until its timeout, which every
+    cached value here keeps short enough."""
+    if not keys or not redis_available():
+        return
+    try:
+        cache.delete_many(keys)
+    except (RedisError, OSError) as exc:
+        mark_redis_down(exc, "delete")

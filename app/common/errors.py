@@ -1,0 +1,51 @@
+"""Django's error handlers: JSON under /api/, Django's own pages elsewhere (the admin).
+
+handler500 also turns a lost database into 503 (Retry-After) instead of 500: it runs inside
+Django's except block, so sys.exc_info() still holds the exception."""
+
+import sys
+
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.views import defaults
+
+from common.api import json_error
+
+DB_UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def bad_request(request, exception=None):
+    if isinstance(exception, RequestDataTooBig):
+        return json_error(413, "body_too_large", "request body is larger than the allowed size")
+    if _is_api(request):
+        return json_error(400, "bad_request", "the request could not be understood")
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception=None):
+    if _is_api(request):
+        return json_error(403, "forbidden", "you may not do this")
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request, exception=None):
+    if _is_api(request):
+        return json_error(404, "not_found", "no such resource")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    exc = sys.exc_info()[1]
+    if isinstance(exc, DB_UNAVAILABLE) or (
+        isinstance(exc, DatabaseError) and "connection" in str(exc).lower()
+    ):
+        response = json_error(503, "unavailable", "the database is unavailable, retry shortly")
+        response["Retry-After"] = "5"
+        return response
+    if _is_api(request):
+        return json_error(500, "server_error", "internal error")
+    return defaults.server_error(request)

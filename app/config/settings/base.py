@@ -1,0 +1,135 @@
+"""Settings shared by every environment. Nothing here reads the environment:
+production.py reads (and validates) it, test.py sets fixed values."""
+
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+DEBUG = False
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "apps.accounts",
+    "apps.catalog",
+    "apps.orders",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # Answers /livez and /healthz before ALLOWED_HOSTS, sessions or rate limits get a say.
+    "common.middleware.health.HealthCheckMiddleware",
+    "common.middleware.timing.RequestTimingMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "common.middleware.auth.BearerTokenMiddleware",
+    "common.middleware.rate_limit.RateLimitMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+MEDIA_URL = "/media/"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Sessions: read from Redis, written through to PostgreSQL, so an eviction never logs anyone
+# out. The subclass only makes a dead Redis cost a cache miss instead of a 500.
+SESSION_ENGINE = "common.sessions"
+SESSION_CACHE_ALIAS = "default"
+
+# API bodies are small; larger ones get 413 JSON (file uploads are not counted here).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+
+# Security settings that hold everywhere; production.py adds the HTTPS-only ones.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+# Health endpoints are reached over the local socket by deploy checks, without TLS.
+SECURE_REDIRECT_EXEMPT = [r"^livez$", r"^healthz$"]
+
+# --- The orders service's own knobs (constants, not environment: see README) ---
+# Fixed-window rate limits: (requests, window seconds), per user for token-authenticated
+# requests, per client IP otherwise.
+RATE_LIMIT_USER = (1200, 60)
+RATE_LIMIT_ANON = (300, 60)
+# Never rate limited: health checks and the benchmark ceiling.
+RATE_LIMIT_EXEMPT_PATHS = ("/livez", "/healthz", "/api/ping/", "/static/", "/media/")
+# CIDRs (and "unix") whose X-Forwarded-For is believed; production.py reads it from the env.
+TRUSTED_PROXIES = ()
+# After a Redis error, skip Redis for this long (per process) so a dead Redis costs
+# one connect timeout per window, not one per request.
+REDIS_BACKOFF_SECONDS = 2.0
+TOKEN_CACHE_TIMEOUT = 300
+CATEGORY_CACHE_TIMEOUT = 3600
+ORDERS_PAGE_SIZE = 20
+ORDERS_MAX_PAGE_SIZE = 100
+ORDER_MAX_LINES = 50
+ORDER_MAX_QUANTITY = 1000
+RELEASE = "dev"
+
+REDIS_CLIENT_OPTIONS = {
+    # A dead or unreachable Redis costs at most this, not seconds.
+    "socket_connect_timeout": 0.3,
+    "socket_timeout": 0.3,
+    "health_check_interval": 30,
+}
+
+
+def logging_config(level: str) -> dict:
+    """Structured (one JSON object per line) logs to stderr, which systemd sends to the journal."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "common.logging.JsonFormatter"}},
+        "handlers": {
+            "console": {"class": "logging.StreamHandler", "formatter": "json"},
+        },
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {
+            # The timing middleware logs every request itself; don't double up on 4xx/5xx.
+            "django.request": {"level": "ERROR"},
+            "django.server": {"level": "ERROR"},
+        },
+    }

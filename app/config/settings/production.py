@@ -1,0 +1,91 @@
+"""Production settings: everything variable comes from the environment (the release's env
+file, see DECISIONS §3). A missing or malformed key stops start-up with ImproperlyConfigured
+naming the key."""
+
+from common.envcheck import (
+    env_bool,
+    env_choice,
+    env_db,
+    env_hosts,
+    env_origins,
+    env_path,
+    env_proxies,
+    env_redis,
+    env_release,
+    env_secret_key,
+)
+
+from .base import *  # noqa: F401
+
+SECRET_KEY = env_secret_key("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = env_hosts("DJANGO_ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = env_origins("DJANGO_CSRF_TRUSTED_ORIGINS")
+RELEASE = env_release("DJANGO_RELEASE")
+TRUSTED_PROXIES = env_proxies("DJANGO_TRUSTED_PROXIES")
+STATIC_ROOT = env_path("DJANGO_STATIC_ROOT")
+MEDIA_ROOT = env_path("DJANGO_MEDIA_ROOT")
+LOG_LEVEL = env_choice("DJANGO_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS")
+HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD")
+
+# Requests go through PgBouncer (transaction pooling). Management commands that need a real
+# session (migrate, dbshell, anything using server-side cursors, advisory locks or SET) run
+# with DJANGO_DATABASE_DIRECT=1, which `orders-manage` sets by default: then the same
+# "default" alias points at PostgreSQL itself through DATABASE_DIRECT_URL.
+_pooled = env_db("DATABASE_URL")
+_direct = env_db("DATABASE_DIRECT_URL")
+USING_DIRECT_DATABASE = env_bool("DJANGO_DATABASE_DIRECT", default=False)
+if USING_DIRECT_DATABASE:
+    DATABASES = {"default": {**_direct, "CONN_MAX_AGE": 0}}
+else:
+    DATABASES = {
+        "default": {
+            **_pooled,
+            # Persistent client connections to PgBouncer; PgBouncer multiplexes them.
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+            # Named cursors live in a session, which transaction pooling does not give us.
+            "DISABLE_SERVER_SIDE_CURSORS": True,
+        }
+    }
+DATABASES["default"].setdefault("OPTIONS", {})
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+# Django leaves psycopg's automatic prepared statements off (prepare_threshold=None), which
+# transaction pooling requires; keep it that way explicitly.
+DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_redis("REDIS_URL"),
+        "KEY_PREFIX": "orders",
+        "TIMEOUT": 300,
+        "OPTIONS": dict(REDIS_CLIENT_OPTIONS),
+    }
+}
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed names so nginx can serve /static/ with a year-long immutable cache.
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+}
+
+# Behind nginx, which terminates TLS and sets X-Forwarded-Proto (overwriting the client's).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = True
+SECURE_HSTS_SECONDS = 31536000
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HSTS_INCLUDE_SUBDOMAINS
+SECURE_HSTS_PRELOAD = HSTS_PRELOAD
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+USE_X_FORWARDED_HOST = False
+
+# The operator's explicit choice to turn one HSTS option off silences exactly the check that
+# would complain about it; nothing else is ever silenced.
+SILENCED_SYSTEM_CHECKS = []
+if not HSTS_INCLUDE_SUBDOMAINS:
+    SILENCED_SYSTEM_CHECKS.append("security.W005")
+if not HSTS_PRELOAD:
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+
+LOGGING = logging_config(LOG_LEVEL)

@@ -1,0 +1,45 @@
+"""Settings for the test suite: production-shaped (PostgreSQL, Redis, cached_db sessions, the
+same middleware), served over plain HTTP by the test client. app/bin/test starts the servers
+and exports ORDERS_TEST_DATABASE_URL and ORDERS_TEST_REDIS_URL."""
+
+import os
+
+import environ
+
+from .base import *  # noqa: F401
+
+SECRET_KEY = "test-only-secret-key-not-for-production-0123456789abcdefghijklmnop"
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+RELEASE = "test-release"
+
+DATABASES = {
+    "default": {
+        **environ.Env.db_url_config(
+            os.environ.get(
+                "ORDERS_TEST_DATABASE_URL", "postgres://orders:orders@127.0.0.1:55432/orders"
+            )
+        ),
+        "ENGINE": "django.db.backends.postgresql",
+        # As in production behind PgBouncer.
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+        "DISABLE_SERVER_SIDE_CURSORS": True,
+    }
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ.get(
+            "ORDERS_TEST_REDIS_URL", "redis://:orders-test@127.0.0.1:56379/0"
+        ),
+        "KEY_PREFIX": "orders-test",
+        "TIMEOUT": 300,
+        "OPTIONS": dict(REDIS_CLIENT_OPTIONS),
+    }
+}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STATIC_ROOT = str(BASE_DIR / ".test-static")
+MEDIA_ROOT = str(BASE_DIR / ".test-media")
+LOGGING = logging_config("INFO")

@@ -1,0 +1,326 @@
+"""The production settings and the deploy path, exercised as the deploy runs them: in
+subprocesses with only the environment (DECISIONS §3) to go on."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+APP = Path(__file__).resolve().parent.parent.parent
+DB_URL = os.environ.get(
+    "ORDERS_TEST_DATABASE_URL", "postgres://orders:orders-test@127.0.0.1:55432/orders"
+)
+REDIS_URL = os.environ.get("ORDERS_TEST_REDIS_URL", "redis://:orders-test@127.0.0.1:56379/0")
+SECRET = "k3y-for-tests-only-" + "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF"
+KEYS = [
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ALLOWED_HOSTS",
+    "DJANGO_CSRF_TRUSTED_ORIGINS",
+    "DATABASE_URL",
+    "DATABASE_DIRECT_URL",
+    "REDIS_URL",
+    "DJANGO_STATIC_ROOT",
+    "DJANGO_MEDIA_ROOT",
+    "DJANGO_LOG_LEVEL",
+    "DJANGO_RELEASE",
+    "DJANGO_TRUSTED_PROXIES",
+    "DJANGO_HSTS_INCLUDE_SUBDOMAINS",
+    "DJANGO_HSTS_PRELOAD",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_db(url: str, name: str | None = None, port: int | None = None) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if port is not None:
+        netloc = netloc.rsplit(":", 1)[0] + f":{port}"
+    return urlunsplit(parts._replace(netloc=netloc, path=f"/{name}" if name else parts.path))
+
+
+def prod_env(tmp_path, **overrides) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SECRET_KEY=SECRET,
+        DJANGO_ALLOWED_HOSTS="shop.example.test,www.shop.example.test",
+        DJANGO_CSRF_TRUSTED_ORIGINS="https://shop.example.test",
+        DATABASE_URL=DB_URL,
+        DATABASE_DIRECT_URL=DB_URL,
+        REDIS_URL=REDIS_URL,
+        DJANGO_STATIC_ROOT=str(tmp_path / "static"),
+        DJANGO_MEDIA_ROOT=str(tmp_path / "media"),
+        DJANGO_LOG_LEVEL="INFO",
+        DJANGO_RELEASE="r2024.1-abc",
+        DJANGO_TRUSTED_PROXIES="127.0.0.1/32,::1/128,unix",
+        DJANGO_HSTS_INCLUDE_SUBDOMAINS="true",
+        DJANGO_HSTS_PRELOAD="true",
+    )
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def manage(env, *args, timeout=60):
+    return subprocess.run(
+        [sys.executable, "-m", "config.manage", *args],
+        cwd=APP,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_check_deploy_has_zero_warnings(tmp_path):
+    result = manage(prod_env(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+@pytest.mark.parametrize(
+    "subdomains,preload,silenced",
+    [
+        ("false", "true", "security.W005"),
+        ("true", "false", "security.W021"),
+        ("false", "false", "security.W005 security.W021"),
+    ],
+)
+def test_hsts_opt_outs_silence_only_their_check(tmp_path, subdomains, preload, silenced):
+    env = prod_env(tmp_path, DJANGO_HSTS_INCLUDE_SUBDOMAINS=subdomains, DJANGO_HSTS_PRELOAD=preload)
+    result = manage(env, "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+    shown = manage(
+        env,
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings; print(*settings.SILENCED_SYSTEM_CHECKS)",
+    )
+    assert shown.stdout.strip() == silenced
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_missing_key_stops_startup_naming_it(tmp_path, key):
+    result = manage(prod_env(tmp_path, **{key: None}), "check")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert f"{key} is not set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("DJANGO_SECRET_KEY", "short"),
+        ("DJANGO_SECRET_KEY", "django-insecure-" + "x1y2z3" * 10),
+        ("DJANGO_ALLOWED_HOSTS", ""),
+        ("DJANGO_ALLOWED_HOSTS", "*"),
+        ("DJANGO_CSRF_TRUSTED_ORIGINS", "shop.example.test"),
+        ("DATABASE_URL", "mysql://u:p@h/db"),
+        ("DATABASE_URL", "postgres://u:p@h:notaport/db"),
+        ("DATABASE_DIRECT_URL", "postgres://u:p@h:5432/"),
+        ("REDIS_URL", "http://localhost"),
+        ("DJANGO_STATIC_ROOT", "relative/static"),
+        ("DJANGO_MEDIA_ROOT", ""),
+        ("DJANGO_LOG_LEVEL", "LOUD"),
+        ("DJANGO_RELEASE", "has spaces"),
+        ("DJANGO_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("DJANGO_TRUSTED_PROXIES", "nginx"),
+        ("DJANGO_HSTS_INCLUDE_SUBDOMAINS", "maybe"),
+        ("DJANGO_HSTS_PRELOAD", ""),
+    ],
+)
+def test_malformed_key_stops_startup_naming_it(tmp_path, key, value):
+    result = manage(prod_env(tmp_path, **{key: value}), "check")
+    assert result.returncode != 0
+    assert f"{key} is malformed" in result.stderr, result.stderr
+
+
+def test_manage_uses_direct_url_and_wsgi_uses_pooled(tmp_path):
+    env = prod_env(
+        tmp_path,
+        DATABASE_URL="postgres://app:pw@pgbouncer.invalid:6432/orders",
+        DATABASE_DIRECT_URL="postgres://app:pw@postgres.invalid:5432/orders",
+    )
+    code = (
+        "from django.conf import settings as s; d = s.DATABASES['default'];"
+        "print(d['HOST'], d['PORT'], d.get('DISABLE_SERVER_SIDE_CURSORS', False))"
+    )
+    assert manage(env, "shell", "--no-imports", "-c", code).stdout.split() == [
+        "postgres.invalid",
+        "5432",
+        "False",
+    ]
+    pooled = manage({**env, "DJANGO_DATABASE_DIRECT": "0"}, "shell", "--no-imports", "-c", code)
+    assert pooled.stdout.split() == ["pgbouncer.invalid", "6432", "True"]
+    wsgi = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import config.wsgi; from django.conf import settings as s;"
+            "d = s.DATABASES['default']; print(d['HOST'], d['CONN_MAX_AGE'],"
+            " d['CONN_HEALTH_CHECKS'], d['OPTIONS']['prepare_threshold'])",
+        ],
+        cwd=APP,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert wsgi.stdout.split() == ["pgbouncer.invalid", "60", "True", "None"], wsgi.stderr
+
+
+@pytest.fixture
+def deploy_db():
+    """A fresh database, as a new environment's first deploy sees it."""
+    name = f"orders_deploy_{os.getpid()}"
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield with_db(DB_URL, name)
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_deploy_path_migrate_collectstatic_gunicorn(tmp_path, deploy_db):
+    # The pooled URL points nowhere: migrate must use DATABASE_DIRECT_URL.
+    env = prod_env(
+        tmp_path, DATABASE_URL=with_db(deploy_db, port=free_port()), DATABASE_DIRECT_URL=deploy_db
+    )
+    result = manage(env, "migrate", "--noinput")
+    assert result.returncode == 0, result.stderr
+    assert manage(env, "migrate", "--check").returncode == 0
+    missing = manage(env, "makemigrations", "--check", "--dry-run")
+    assert missing.returncode == 0, "models changed without a migration:\n" + missing.stdout
+    result = manage(env, "collectstatic", "--noinput")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "static" / "staticfiles.json").exists()
+
+    env["DATABASE_URL"] = deploy_db  # gunicorn serves through the "pooled" URL
+    with gunicorn(env) as get:
+        assert get("/livez") == (200, {"status": "ok", "release": "r2024.1-abc"})
+        status, body = get("/healthz")
+        assert (status, body["checks"]) == (200, {"database": "ok", "redis": "ok"})
+        assert get("/api/categories/", https=True) == (200, {"results": []})
+        assert get("/api/ping/")[0] == 301  # plain HTTP is redirected to HTTPS
+        assert get("/api/orders/", https=True)[0] == 401
+        assert get("/admin/login/", https=True, raw=True)[0] == 200
+
+
+def test_gunicorn_with_database_down(tmp_path):
+    dead = with_db(DB_URL, port=free_port())
+    env = prod_env(tmp_path, DATABASE_URL=dead, DATABASE_DIRECT_URL=dead)
+    with gunicorn(env) as get:
+        assert get("/livez")[0] == 200
+        status, body = get("/healthz")
+        assert (status, body["checks"]) == (503, {"database": "error", "redis": "ok"})
+        assert "postgres" not in str(body)
+        status, body = get("/api/categories/", https=True)
+        assert (status, body["error"]["code"]) == (503, "unavailable")
+        assert get("/api/ping/", https=True)[0] == 200
+
+
+def test_gunicorn_with_redis_down(tmp_path, django_db_setup):
+    from django.db import connection
+
+    test_db = with_db(DB_URL, connection.settings_dict["NAME"])  # pytest-django's, migrated
+    env = prod_env(
+        tmp_path,
+        REDIS_URL=f"redis://:pw@127.0.0.1:{free_port()}/0",
+        DATABASE_URL=test_db,
+        DATABASE_DIRECT_URL=test_db,
+    )
+    with gunicorn(env) as get:
+        status, body = get("/healthz")
+        assert (status, body["checks"]) == (503, {"database": "ok", "redis": "error"})
+        start = time.monotonic()
+        assert get("/api/categories/", https=True) == (200, {"results": []})
+        assert get("/api/ping/", https=True)[0] == 200
+        assert time.monotonic() - start < 2
+
+
+class gunicorn:  # noqa: N801 - used as a context manager
+    def __init__(self, env):
+        self.env = env
+        self.sock = f"/tmp/orders-test-{os.getpid()}-{time.monotonic_ns()}.sock"
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi:application",
+                "--bind",
+                f"unix:{self.sock}",
+                "--workers",
+                "1",
+                "--timeout",
+                "30",
+            ],
+            cwd=APP,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("gunicorn died:\n" + self.proc.stderr.read())
+            try:
+                if self.get("/livez")[0] == 200:
+                    return self.get
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("gunicorn did not answer /livez")
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+
+    def get(self, path, https=False, raw=False):
+        """GET over the unix socket, as nginx would send it."""
+        import http.client
+        import json
+
+        class UnixConnection(http.client.HTTPConnection):
+            def connect(conn):
+                conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                conn.sock.settimeout(10)
+                conn.sock.connect(self.sock)
+
+        conn = UnixConnection("localhost")
+        headers = {"Host": "shop.example.test", "X-Forwarded-For": "198.51.100.1"}
+        if https:
+            headers["X-Forwarded-Proto"] = "https"
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        if raw or response.status in (301, 302):
+            return response.status, data
+        return response.status, json.loads(data)

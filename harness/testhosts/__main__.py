@@ -1,0 +1,3 @@
+from testhosts.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""Harness pieces that need no containers: mirrors, image recipes, /etc/hosts, CLI errors."""
+
+from pathlib import Path
+
+import pytest
+
+from testhosts import cli, env, image, proxy
+from testhosts.system import HarnessError
+
+
+def test_mirrors_come_from_deb822_sources(tmp_path):
+    f = tmp_path / "debian.sources"
+    f.write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian-security/\nSuites: bookworm-security\n"
+    )
+    assert proxy.machine_mirrors([f]) == ("http://mirror.example/debian", "http://mirror.example/debian-security")
+
+
+def test_mirrors_come_from_one_line_sources(tmp_path):
+    f = tmp_path / "sources.list"
+    f.write_text("# comment\ndeb [arch=amd64] http://m.example/debian bookworm main\ndeb-src http://x/debian b main\n")
+    assert proxy.machine_mirrors([f]) == ("http://m.example/debian", "http://m.example/debian-security")
+
+
+def test_no_mirror_is_a_clear_error(tmp_path):
+    f = tmp_path / "sources.list"
+    f.write_text("deb http://elsewhere.example/ubuntu jammy main\n")
+    with pytest.raises(HarnessError, match="no Debian mirror"):
+        proxy.machine_mirrors([f])
+
+
+def test_recipe_hash_changes_with_the_recipe():
+    m = ("http://a/debian", "http://a/debian-security")
+    assert image.recipe_hash("trixie", m) == image.recipe_hash("trixie", m)
+    assert image.recipe_hash("trixie", m) != image.recipe_hash("bookworm", m)
+    assert image.recipe_hash("trixie", m) != image.recipe_hash("trixie", ("http://b/debian", m[1]))
+
+
+def test_sources_name_every_suite():
+    text = image.sources_text("trixie", ("http://a/debian", "http://a/debian-security"))
+    assert "Suites: trixie trixie-updates" in text
+    assert "Suites: trixie-security" in text
+
+
+def test_etc_hosts_block_is_added_replaced_and_removed(tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    env.etc_hosts_block("local", ["10.0.0.2\tsite.test"], hosts)
+    env.etc_hosts_block("other", ["10.0.1.2\tother.test"], hosts)
+    env.etc_hosts_block("local", ["10.0.0.3\tsite.test"], hosts)
+    text = hosts.read_text()
+    assert text.count("site.test") == 1 and "10.0.0.3\tsite.test" in text and "other.test" in text
+    env.etc_hosts_block("local", [], hosts)
+    env.etc_hosts_block("other", [], hosts)
+    assert hosts.read_text() == "127.0.0.1 localhost\n"
+
+
+def test_cli_refuses_a_bad_spec_before_touching_anything(tmp_path, capsys):
+    bad = tmp_path / "spec.json"
+    bad.write_text('{"env": "e", "hosts": [{"name": "h1", "address": "10.231.10.1"}]}')
+    assert cli.main(["create", "--env", "e", "--spec", str(bad)]) == 2
+    assert "bridge's own address" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_spec_for_another_environment(tmp_path, capsys):
+    s = tmp_path / "spec.json"
+    s.write_text('{"env": "other", "hosts": [{"name": "h1", "address": "10.231.10.11"}]}')
+    assert cli.main(["create", "--env", "e", "--spec", str(s)]) == 2
+    assert "not 'e'" in capsys.readouterr().err
+
+
+def test_cli_requires_root(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    s = tmp_path / "spec.json"
+    s.write_text('{"env": "e", "hosts": [{"name": "h1", "address": "10.231.10.11"}]}')
+    assert cli.main(["create", "--env", "e", "--spec", str(s)]) == 2
+    assert "must run as root" in capsys.readouterr().err
+
+
+def test_the_customize_hook_is_part_of_the_package():
+    assert "ssh-keygen -A" in image.hook_text()
+    assert Path(image.__file__).with_name("data").joinpath("customize-hook.sh").stat().st_mode & 0o111

@@ -1,0 +1,70 @@
+"""Shared testinfra tree: every scenario runs these files against each of its hosts.
+
+Tests look at the host from outside where that is what matters (the control node
+connects over the bridge; other hosts connect over their own network), and every
+"must be refused" case sits next to the "must work" case that proves the probe works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+
+import pytest
+import testinfra
+
+
+@pytest.fixture(scope="module")
+def hostvars(host):
+    return host.ansible.get_variables()
+
+
+def groups_of(host) -> set[str]:
+    return set(host.ansible.get_variables().get("group_names", []))
+
+
+def address_of(host) -> str:
+    v = host.ansible.get_variables()
+    return str(v.get("stack_private_address") or v["ansible_host"])
+
+
+def other_host(name: str):
+    """A testinfra host for another inventory host of the scenario."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
+
+
+def inventory_groups(host) -> dict[str, list[str]]:
+    return host.ansible.get_variables().get("groups", {})
+
+
+def tcp_connects(address: str, port: int, timeout: float = 2.0) -> bool:
+    """From the control node: does a TCP handshake to address:port complete?"""
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def throwaway_listener(host, port: int):
+    """A TCP listener on every interface of ``host`` for the duration of the block."""
+    unit = f"probe-listener-{port}"
+    host.run(f"systemctl stop {unit} 2>/dev/null; systemctl reset-failed {unit} 2>/dev/null")
+    started = host.run(
+        f"systemd-run --unit={unit} --property=RuntimeMaxSec=120 "
+        f"/usr/bin/python3 -m http.server {port} --bind 0.0.0.0 --directory /usr/share"
+    )
+    assert started.rc == 0, started.stderr
+    try:
+        for _ in range(50):
+            if host.socket(f"tcp://0.0.0.0:{port}").is_listening:
+                break
+            time.sleep(0.1)
+        assert host.socket(f"tcp://0.0.0.0:{port}").is_listening, f"probe listener on {port} did not start"
+        yield
+    finally:
+        host.run(f"systemctl stop {unit}")
