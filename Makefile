@@ -22,7 +22,8 @@ export PYTHONPATH     := $(REPO)/harness
 export PATH           := $(BIN):$(PATH)
 # the demo vault of `local` has a committed password file; other environments bring their own
 VAULT_PASSWORD_FILE ?= $(firstword $(wildcard $(INVENTORY)/vault-password.txt $(INVENTORY)/.vault-password))
-VAULT_ARGS  = $(if $(VAULT_PASSWORD_FILE),--vault-password-file $(VAULT_PASSWORD_FILE),--ask-vault-pass)
+# no vault yet (a fresh staging copy): no prompt, so the pre-flight can say what is missing
+VAULT_ARGS  = $(if $(VAULT_PASSWORD_FILE),--vault-password-file $(VAULT_PASSWORD_FILE),$(if $(wildcard $(INVENTORY)/group_vars/all/vault.yml),--ask-vault-pass,))
 PLAYBOOK    = $(BIN)/ansible-playbook -i $(INVENTORY) $(VAULT_ARGS)
 STAGE       := $(REPO)/scripts/stage
 SPACE       := $(empty) $(empty)
@@ -91,6 +92,17 @@ deploy: toolchain ## converge ENV's hosts with ansible/site.yml (ENV=local boots
 check: toolchain ## dry run with diff (--check --diff) of ansible/site.yml against ENV
 	$(call require_env)
 	$(PLAYBOOK) --check --diff $(REPO)/ansible/site.yml $(ARGS)
+
+.PHONY: backup
+backup: toolchain ## back up ENV's app database now (prints the file to restore)
+	$(call require_env)
+	$(PLAYBOOK) $(REPO)/ansible/backup.yml
+
+.PHONY: restore
+restore: toolchain ## restore ENV's app database from BACKUP=<file> (the previous one is kept)
+	$(call require_env)
+	@if [ -z "$(BACKUP)" ]; then echo "usage: make restore ENV=$(ENV) BACKUP=<file>  (make backup prints the names)" >&2; exit 2; fi
+	$(PLAYBOOK) $(REPO)/ansible/restore.yml -e backup=$(BACKUP)
 
 .PHONY: bench
 bench: toolchain ## benchmark the deployed ENV against a naive baseline (not yet built: issue 7)
