@@ -104,6 +104,11 @@ restore: toolchain ## restore ENV's app database from BACKUP=<file> (the previou
 	@if [ -z "$(BACKUP)" ]; then echo "usage: make restore ENV=$(ENV) BACKUP=<file>  (make backup prints the names)" >&2; exit 2; fi
 	$(PLAYBOOK) $(REPO)/ansible/restore.yml -e backup=$(BACKUP)
 
+.PHONY: pg-restart
+pg-restart: toolchain ## restart PostgreSQL on ENV's db host with PgBouncer paused (no failed request)
+	$(call require_env)
+	$(PLAYBOOK) $(REPO)/ansible/pg-restart.yml
+
 .PHONY: bench
 bench: toolchain ## benchmark the deployed ENV against a naive baseline (not yet built: issue 7)
 	$(call require_env)

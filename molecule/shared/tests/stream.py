@@ -1,0 +1,100 @@
+"""A steady, bounded stream of HTTPS requests from the control node to a test host.
+
+Used by the drills to show what clients see while something breaks: every request's status
+(or the connection error) and, for /healthz, the release id that answered. Aimed only at the
+test host's address, at a fixed rate, and it stops by itself after ``max_seconds``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def ca_file(hostvars: dict) -> str:
+    """The local CA the nginx role exported for this environment."""
+    return str(REPO / ".state" / hostvars["stack_env"] / "ca.crt")
+
+
+def https_get(address: str, domain: str, ca: str, path: str, headers: dict | None = None, *,
+              timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET https://<domain><path>, connecting to ``address`` (SNI and Host are the domain)."""
+    ctx = ssl.create_default_context(cafile=ca)
+    with socket.create_connection((address, 443), timeout=timeout) as raw, \
+            ctx.wrap_socket(raw, server_hostname=domain) as tls:
+        conn = http.client.HTTPConnection(domain, timeout=timeout)
+        conn.sock = tls
+        conn.request("GET", path, headers={"Host": domain, **(headers or {})})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+
+
+@dataclass
+class Stream:
+    address: str
+    domain: str
+    ca: str
+    path: str = "/healthz"
+    headers: dict = field(default_factory=dict)
+    rate: float = 20.0          # requests per second
+    max_seconds: float = 60.0   # hard stop, whatever happens
+    timeout: float = 5.0        # per request
+    results: list = field(default_factory=list)  # (time, status or error name, release)
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        interval = 1.0 / self.rate
+        n = 0
+        while not self._stop.is_set() and time.monotonic() - start < self.max_seconds:
+            t = time.monotonic()
+            release = None
+            try:
+                status, body = https_get(self.address, self.domain, self.ca, self.path, self.headers,
+                                         timeout=self.timeout)
+                if self.path == "/healthz" and body.startswith(b"{"):
+                    release = json.loads(body).get("release")
+            except (OSError, http.client.HTTPException) as exc:
+                status = type(exc).__name__
+            self.results.append((t - start, status, release))
+            n += 1
+            time.sleep(max(0.0, start + n * interval - time.monotonic()))
+
+    def __enter__(self) -> Stream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.max_seconds + 10)
+
+    def statuses(self) -> Counter:
+        return Counter(status for _, status, _ in self.results)
+
+    def failures(self) -> list:
+        return [r for r in self.results if r[1] != 200]
+
+    def releases(self) -> set:
+        return {release for _, status, release in self.results if status == 200 and release}
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        """Wait until ``predicate(last result)`` holds for a result newer than now."""
+        since = len(self.results)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(predicate(r) for r in self.results[since:]):
+                return True
+            time.sleep(0.1)
+        return False

@@ -1,0 +1,112 @@
+"""Bad inventory input: a clear error that names the variable and the fix, and no change.
+
+Each case runs `ansible/site.yml` (as `make deploy` does) against the converged all-in-one
+host with one thing wrong, and checks the message and that the host is exactly as before:
+no file under /etc, /srv or /usr/local newer than a marker, the same active units.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from stream import REPO
+
+from conftest import groups_of
+
+VAULT = REPO / "inventories" / "local" / "group_vars" / "all" / "vault.yml"
+VAULT_PASSWORD = REPO / "inventories" / "local" / "vault-password.txt"
+MARKER = "/run/bad-input-marker"
+
+
+@pytest.fixture
+def aio(host):
+    if not {"web", "app", "db", "cache"} <= groups_of(host):
+        pytest.skip("the bad-input cases run on the all-in-one scenario (default)")
+    return host
+
+
+def deploy(inventory: str, *args: str, vault: bool = True) -> subprocess.CompletedProcess:
+    cmd = ["ansible-playbook", "-i", inventory, str(REPO / "ansible" / "site.yml"), *args]
+    if vault:
+        cmd += ["-e", f"@{VAULT}", "--vault-password-file", str(VAULT_PASSWORD)]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env.pop("ANSIBLE_VAULT_PASSWORD_FILE", None)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=600)
+
+
+def host_state(host) -> str:
+    return host.check_output("systemctl list-units --state=active --plain --no-legend | awk '{print $1}' | sort")
+
+
+def changed_files(host) -> list[str]:
+    out = host.check_output(f"find /etc /srv /usr/local -xdev -newer {MARKER} -not -type d 2>/dev/null || true")
+    return [line for line in out.splitlines() if line]
+
+
+def molecule_inventory() -> Path:
+    return Path(os.environ["MOLECULE_INVENTORY_FILE"])
+
+
+def inventory_copy(tmp_path: Path, edit=None) -> str:
+    """A copy of the scenario's inventory directory, optionally edited."""
+    src = molecule_inventory().parent
+    dst = tmp_path / "inventory"
+    shutil.copytree(src, dst)
+    if edit:
+        edit(dst)
+    return str(dst / molecule_inventory().name)
+
+
+def drop_db_group(inv_dir: Path) -> None:
+    f = inv_dir / molecule_inventory().name
+    data = yaml.safe_load(f.read_text())
+    # Molecule writes groups at the top level, beside `all`; an operator's file nests them
+    # under all.children: drop the group wherever it is
+    data.pop("db", None)
+    data.get("all", {}).get("children", {}).pop("db", None)
+    f.write_text(yaml.safe_dump(data))
+
+
+def clear_vault(inv_dir: Path) -> None:
+    d = inv_dir / "group_vars" / "web"  # group_vars/all is a file in Molecule's inventory
+    d.mkdir(parents=True)
+    (d / "vault.yml").write_text("vault_db_password: written-in-clear-by-mistake\n")
+
+
+CASES = {
+    "invalid port": (["-e", "pgbouncer_port=70000"], None, True,
+                     ["pgbouncer_port=70000 is not a TCP port", "number from 1 to 65535"]),
+    "invalid CIDR": (["-e", '{"common_firewall_ssh_sources": ["10.0.0.0/33"]}'], None, True,
+                     ["10.0.0.0/33", "common_firewall_ssh_sources", "is not an IP address or CIDR"]),
+    "zero workers": (["-e", "gunicorn_workers=0"], None, True,
+                     ["gunicorn_workers=0", "set gunicorn_workers to 1 or more"]),
+    "domain not a hostname": (["-e", "site_domain=not_a_host"], None, True,
+                              ["Set site_domain (the public host name"]),
+    "PostgreSQL major version change": (["-e", "postgresql_version=15"], None, True,
+                                        ["postgresql_version", "would create a new, empty cluster"]),
+    "missing vault secret": ([], None, False, ["Missing secret(s)", "vault_db_password", "ansible-vault encrypt"]),
+    "app host with no db host": ([], drop_db_group, True, ["exactly one in db"]),
+    "vault file left in clear": ([], clear_vault, True, ["holds secrets in clear text", "ansible-vault encrypt"]),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_refused_with_the_fix_and_changes_nothing(aio, tmp_path, case):
+    args, edit, vault, messages = CASES[case]
+    host = aio
+    inventory = inventory_copy(tmp_path, edit) if edit else str(molecule_inventory())
+    host.check_output(f"touch {MARKER}")
+    units_before = host_state(host)
+    run = deploy(inventory, *args, vault=vault)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0, f"{case}: the run did not fail\n{out[-3000:]}"
+    flat = " ".join(out.split())
+    for message in messages:
+        assert message in flat, f"{case}: {message!r} not in the output\n{out[-3000:]}"
+    assert changed_files(host) == [], f"{case}: files changed on the host"
+    assert host_state(host) == units_before, f"{case}: units changed on the host"
