@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from stream import REPO
 
 from conftest import groups_of
+from drill import deploy
 
-VAULT = REPO / "inventories" / "local" / "group_vars" / "all" / "vault.yml"
-VAULT_PASSWORD = REPO / "inventories" / "local" / "vault-password.txt"
 MARKER = "/run/bad-input-marker"
 
 
@@ -28,15 +25,6 @@ def aio(host):
     if not {"web", "app", "db", "cache"} <= groups_of(host):
         pytest.skip("the bad-input cases run on the all-in-one scenario (default)")
     return host
-
-
-def deploy(inventory: str, *args: str, vault: bool = True) -> subprocess.CompletedProcess:
-    cmd = ["ansible-playbook", "-i", inventory, str(REPO / "ansible" / "site.yml"), *args]
-    if vault:
-        cmd += ["-e", f"@{VAULT}", "--vault-password-file", str(VAULT_PASSWORD)]
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    env.pop("ANSIBLE_VAULT_PASSWORD_FILE", None)
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=600)
 
 
 def host_state(host) -> str:

@@ -9,14 +9,13 @@ working pages without Redis, every service back after a reboot.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from stream import REPO, Stream, ca_file, https_get
 
 from conftest import address_of, groups_of
+from drill import Stream, ca_file, deploy, https_get
 
 ALL_IN_ONE = {"web", "app", "db", "cache"}
 
@@ -52,14 +51,9 @@ def postmaster_pid(host) -> int:
 def test_planned_postgresql_restart_fails_no_request(aio):
     host, address, domain, ca = aio
     before = postmaster_pid(host)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg")}
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     with Stream(address, domain, ca, rate=25, max_seconds=90) as s:
         time.sleep(2)
-        run = subprocess.run(
-            ["ansible-playbook", "-i", inventory, str(REPO / "ansible" / "pg-restart.yml")],
-            capture_output=True, text=True, env=env, check=False, timeout=300,
-        )
+        run = deploy(os.environ["MOLECULE_INVENTORY_FILE"], playbook="pg-restart.yml")
         time.sleep(2)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert postmaster_pid(host) != before, "PostgreSQL was not restarted"

@@ -1,16 +1,18 @@
-"""A steady, bounded stream of HTTPS requests from the control node to a test host.
+"""Tools of the drills: a bounded request stream, and `make deploy` against the scenario.
 
-Used by the drills to show what clients see while something breaks: every request's status
-(or the connection error) and, for /healthz, the release id that answered. Aimed only at the
-test host's address, at a fixed rate, and it stops by itself after ``max_seconds``.
+The stream shows what clients see while something breaks or changes: every request's status
+(or the connection error) and, for /healthz, the release id that answered. It is aimed only at
+the test host's address, at a fixed rate, and stops by itself after ``max_seconds``.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -18,6 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
+VAULT = REPO / "inventories" / "local" / "group_vars" / "all" / "vault.yml"
+VAULT_PASSWORD = REPO / "inventories" / "local" / "vault-password.txt"
+
+
+def deploy(inventory: str, *args: str, vault: bool = True, playbook: str = "site.yml") -> subprocess.CompletedProcess:
+    """Run an ansible/ playbook as `make deploy` does, against the scenario's (or a copied) inventory."""
+    cmd = ["ansible-playbook", "-i", inventory, str(REPO / "ansible" / playbook), *args]
+    if vault:
+        cmd += ["-e", f"@{VAULT}", "--vault-password-file", str(VAULT_PASSWORD)]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env.pop("ANSIBLE_VAULT_PASSWORD_FILE", None)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=900)
 
 
 def ca_file(hostvars: dict) -> str:

@@ -1,0 +1,44 @@
+"""A release under load: `make deploy` of a new app version drops no request (DECISIONS §7, §10).
+
+A steady stream of /healthz requests overlaps the whole deploy; it must see zero failures and
+both release ids. The deploy is the real one (`ansible/site.yml`); the new version differs only
+in its settings, which is enough for a new release id, a new venv, the checks on a side socket,
+the switch and the restart under the socket unit.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from conftest import address_of, groups_of
+from drill import Stream, ca_file, deploy
+
+
+@pytest.fixture
+def aio(host):
+    if not {"web", "app", "db", "cache"} <= groups_of(host):
+        pytest.skip("the release drill runs on the all-in-one scenario (default)")
+    hv = host.ansible.get_variables()
+    return host, address_of(host), hv["site_domain"], ca_file(hv)
+
+
+def test_release_under_load_drops_no_request_and_shows_both_ids(aio):
+    host, address, domain, ca = aio
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    before = host.check_output("readlink /srv/orders/current")
+    try:
+        with Stream(address, domain, ca, rate=20, max_seconds=400, timeout=10) as s:
+            time.sleep(2)
+            run = deploy(inventory, "-e", "django_app_log_level=WARNING")
+            time.sleep(3)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        assert host.check_output("readlink /srv/orders/current") != before, "no new release was deployed"
+        assert len(s.results) > 100
+        assert s.failures() == [], s.statuses()
+        assert len(s.releases()) == 2, s.releases()
+    finally:
+        # back to the scenario's own settings (the previous release is switched to again)
+        assert deploy(inventory).returncode == 0
