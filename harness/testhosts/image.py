@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import shutil
 import subprocess
 import time
@@ -100,11 +101,35 @@ class Images:
         log(f"base image {target.name} ready in {time.monotonic() - t0:.0f}s")
 
     def prune(self, keep: set[Path]) -> None:
-        """Remove images of older recipes that no host uses any more."""
+        """Remove images of older recipes that no running host uses.
+
+        The cache is machine-wide, so a host of another environment (or of another checkout)
+        may still run on an old image: anything a live systemd-nspawn has as its root stays.
+        """
         if not self.dir.exists():
             return
         current = {self.path(d) for d in ("trixie", "bookworm")}
+        in_use = images_in_use()
         for p in self.dir.iterdir():
-            if p.is_dir() and p not in current and p not in keep and not p.name.endswith(".building"):
-                log(f"removing old base image {p.name}")
-                shutil.rmtree(p, ignore_errors=True)
+            if not p.is_dir() or p.name.endswith(".building"):
+                continue
+            if p in current or p in keep or p.resolve() in in_use:
+                continue
+            log(f"removing old base image {p.name}")
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def images_in_use(proc: Path = Path("/proc")) -> set[Path]:
+    """The root directories (-D) of every running systemd-nspawn on this machine."""
+    used: set[Path] = set()
+    for cmdline in proc.glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"systemd-nspawn"):
+            continue
+        for flag, value in itertools.pairwise(argv):
+            if flag == b"-D":
+                used.add(Path(value.decode()).resolve())
+    return used

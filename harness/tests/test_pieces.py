@@ -81,3 +81,27 @@ def test_cli_requires_root(tmp_path, capsys, monkeypatch):
 def test_the_customize_hook_is_part_of_the_package():
     assert "ssh-keygen -A" in image.hook_text()
     assert Path(image.__file__).with_name("data").joinpath("customize-hook.sh").stat().st_mode & 0o111
+
+
+def test_images_in_use_are_read_from_running_nspawns(tmp_path):
+    proc = tmp_path / "proc"
+    for pid, argv in {
+        "10": ["systemd-nspawn", "-q", "-D", "/cache/images/trixie-old", "--overlay=x"],
+        "11": ["python", "-m", "testhosts", "_supervise", "-D", "/not/an/nspawn"],
+        "12": ["/usr/bin/systemd-nspawn", "-D", "/cache/images/bookworm-old", "-b"],
+    }.items():
+        (proc / pid).mkdir(parents=True)
+        (proc / pid / "cmdline").write_bytes("\0".join(argv).encode() + b"\0")
+    assert image.images_in_use(proc) == {Path("/cache/images/trixie-old"), Path("/cache/images/bookworm-old")}
+
+
+def test_prune_keeps_an_old_image_a_running_host_uses(tmp_path, monkeypatch):
+    images = image.Images(tmp_path)
+    old_used, old_free = tmp_path / "images" / "trixie-aaaa", tmp_path / "images" / "trixie-bbbb"
+    for d in (old_used, old_free):
+        d.mkdir(parents=True)
+    monkeypatch.setattr(image, "machine_mirrors", lambda: ("http://m/debian", "http://m/debian-security"))
+    monkeypatch.setattr(image, "images_in_use", lambda: {old_used.resolve()})
+    images.prune(keep=set())
+    assert old_used.exists()
+    assert not old_free.exists()
