@@ -104,22 +104,35 @@ restore: toolchain ## restore ENV's app database from BACKUP=<file> (the previou
 	@if [ -z "$(BACKUP)" ]; then echo "usage: make restore ENV=$(ENV) BACKUP=<file>  (make backup prints the names)" >&2; exit 2; fi
 	$(PLAYBOOK) $(REPO)/ansible/restore.yml -e backup=$(BACKUP)
 
+.PHONY: rollback
+rollback: toolchain ## go back one release on ENV's app hosts (refuses when there is none)
+	$(call require_env)
+	$(PLAYBOOK) $(REPO)/ansible/rollback.yml
+
 .PHONY: pg-restart
 pg-restart: toolchain ## restart PostgreSQL on ENV's db host with PgBouncer paused (no failed request)
 	$(call require_env)
 	$(PLAYBOOK) $(REPO)/ansible/pg-restart.yml
 
 .PHONY: bench
-bench: toolchain ## benchmark the deployed ENV against a naive baseline (not yet built: issue 7)
+bench: toolchain ## benchmark the deployed ENV against a naive baseline (ENV=local; writes bench/results/latest.*)
 	$(call require_env)
-	@echo "make bench: the benchmark is not built yet (tracked in issue 7)" >&2; exit 2
+	@if [ "$(ENV)" != local ]; then echo "make bench: only ENV=local for now (it loads demo data and opens a baseline port); '$(ENV)' is refused" >&2; exit 2; fi
+	@for t in wrk hey; do command -v $$t >/dev/null || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk hey >/dev/null; break; }; done
+	@test -f $(STATE)/venv-bench/.stamp -a $(STATE)/venv-bench/.stamp -nt bench/requirements.txt || { \
+	  test -x $(STATE)/venv-bench/bin/python || python3 -m venv $(STATE)/venv-bench; \
+	  $(STATE)/venv-bench/bin/pip install -q --disable-pip-version-check --require-hashes -r bench/requirements.txt && touch $(STATE)/venv-bench/.stamp; }
+	$(PLAYBOOK) $(REPO)/ansible/bench.yml $(ARGS)
+	@rc=0; $(BIN)/python bench/run.py --env $(ENV) --out bench/results $(BENCH_ARGS) || rc=$$?; \
+	$(STATE)/venv-bench/bin/python bench/chart.py bench/results/latest.json bench/results/latest.png; \
+	echo "make bench: bench/results/latest.{md,json,png} written"; exit $$rc
 
 # ---------------------------------------------------------------------------- tests
 .PHONY: lint
 lint: toolchain ## yamllint, ansible-lint (production profile), ruff, role specs vs defaults and README
 	@$(STAGE) yamllint $(BIN)/yamllint -s .
 	@$(STAGE) ansible-lint $(BIN)/ansible-lint -q
-	@$(STAGE) ruff $(BIN)/ruff check harness molecule scripts/role-docs app
+	@$(STAGE) ruff $(BIN)/ruff check harness molecule scripts/role-docs app bench
 	@$(STAGE) role-specs $(BIN)/python scripts/role-docs --check
 
 .PHONY: docs

@@ -51,7 +51,14 @@ def tcp_connects(address: str, port: int, timeout: float = 2.0) -> bool:
 
 @contextlib.contextmanager
 def throwaway_listener(host, port: int):
-    """A TCP listener on every interface of ``host`` for the duration of the block."""
+    """A TCP listener on every interface of ``host`` for the duration of the block.
+
+    When a service of the stack already listens on the port (on the host's private address),
+    it is the probe: a second listener could not bind, and the service is what must be reached.
+    """
+    if host.run(f"ss -Hltn 'sport = :{port}' | grep -qvE '127\\.0\\.0\\.1:|\\[::1\\]:'").rc == 0:
+        yield
+        return
     unit = f"probe-listener-{port}"
     host.run(f"systemctl stop {unit} 2>/dev/null; systemctl reset-failed {unit} 2>/dev/null")
     started = host.run(

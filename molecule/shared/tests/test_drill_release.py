@@ -42,3 +42,23 @@ def test_release_under_load_drops_no_request_and_shows_both_ids(aio):
     finally:
         # back to the scenario's own settings (the previous release is switched to again)
         assert deploy(inventory).returncode == 0
+
+
+def test_rollback_goes_back_one_release_without_failed_requests(aio):
+    """`make rollback`: the previous release is live again, checked, with no failed request."""
+    host, address, domain, ca = aio
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    assert deploy(inventory, "-e", "django_app_log_level=WARNING").returncode == 0
+    newer = host.check_output("readlink /srv/orders/current").rsplit("/", 1)[-1]
+    try:
+        with Stream(address, domain, ca, rate=20, max_seconds=300, timeout=10) as s:
+            time.sleep(2)
+            run = deploy(inventory, playbook="rollback.yml")
+            time.sleep(3)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        older = host.check_output("readlink /srv/orders/current").rsplit("/", 1)[-1]
+        assert older != newer
+        assert s.failures() == [], s.statuses()
+        assert s.releases() == {newer, older}, s.releases()
+    finally:
+        assert deploy(inventory).returncode == 0

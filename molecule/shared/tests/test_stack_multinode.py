@@ -1,0 +1,142 @@
+"""Split topology: nginx on a web host balances over every app host, fails over when one
+stops, never sends a POST twice, and an order made through it is read back through either
+app host. Runs on web hosts that proxy over TCP to two or more app hosts; skipped elsewhere.
+
+Which app host answered is read from the app hosts' own journals (one JSON line per request),
+never from a response header.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import uuid
+
+import pytest
+from test_stack_web import REPO, _in_stock_product, _token, curl, parse
+
+from conftest import address_of, groups_of, inventory_groups, other_host
+
+UNITS = "orders-gunicorn.socket orders-gunicorn.service"
+PROBE_UNIT = "probe-upstream-502"
+# Stands in for a sick app server: reads the request, answers 502 to every method.
+FAKE_502 = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(502)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    do_GET = do_POST = do_HEAD = answer
+http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
+"""
+
+
+@pytest.fixture(scope="module")
+def app_hosts(host):
+    """The app hosts this web host reaches over the network (two or more), else skip."""
+    if "web" not in groups_of(host) or "app" in groups_of(host):
+        pytest.skip("not a web host that proxies to remote app hosts")
+    names = inventory_groups(host).get("app", [])
+    if len(names) < 2:
+        pytest.skip("fewer than two app hosts")
+    return {name: other_host(name) for name in names}
+
+
+@pytest.fixture(scope="module")
+def site(host, app_hosts):
+    v = host.ansible.get_variables()
+    ca = REPO / ".state" / str(v["stack_env"]) / "ca.crt"
+    return {"domain": str(v["site_domain"]), "address": address_of(host), "ca": str(ca)}
+
+
+def _seen(app, marker: str) -> set[int]:
+    """Indices of probe requests ``marker`` this app host's Gunicorn logged."""
+    out = app.run(f"journalctl -u orders-gunicorn.service --since '-10min' -o cat --no-pager | grep -F '{marker}'").stdout
+    return {int(i) for i in re.findall(rf"{re.escape(marker)}-(\d+)", out)}
+
+
+def _wait_until_serving(app):
+    for _ in range(30):
+        if app.run("curl -fsS --max-time 2 --unix-socket /run/orders-gunicorn/gunicorn.sock http://localhost/healthz").rc == 0:
+            return
+        time.sleep(1)
+    raise AssertionError(f"{app.backend.get_hostname()} did not come back")
+
+
+def test_requests_spread_over_every_app_host(site, app_hosts):
+    marker = f"probe-spread-{uuid.uuid4().hex[:12]}"
+    count = 20
+    for i in range(count):
+        status, _, _ = parse(curl(site, f"/{marker}-{i}", "-o", "/dev/null").stdout)
+        assert status == 404
+    seen: dict[str, set[int]] = {}
+    for _ in range(10):  # the journal is written a moment after the answer
+        seen = {name: _seen(app, marker) for name, app in app_hosts.items()}
+        if set().union(*seen.values()) == set(range(count)):
+            break
+        time.sleep(0.5)
+    assert set().union(*seen.values()) == set(range(count)), seen
+    assert all(seen.values()), f"an app host got none of {count} requests: {seen}"
+
+
+def test_order_round_trip_across_app_hosts(site, app_hosts):
+    """Made through nginx, then read back through nginx often enough to hit every app host."""
+    first = next(iter(app_hosts.values()))
+    token = _token(first, "demo0003")
+    product = _in_stock_product(first)
+    body = json.dumps({"items": [{"product_id": product, "quantity": 1}]})
+    status, _, created = parse(curl(site, "/api/orders/", "-H", f"Authorization: Bearer {token}",
+                                    "-H", "Content-Type: application/json", "--data", body).stdout)
+    assert status == 201, created
+    order_id = json.loads(created)["id"]
+    marker = f"/api/orders/{order_id}/"
+    for _ in range(2 * len(app_hosts)):
+        status, _, read = parse(curl(site, marker, "-H", f"Authorization: Bearer {token}").stdout)
+        assert status == 200 and json.loads(read)["id"] == order_id, read
+    time.sleep(1)
+    readers = [name for name, app in app_hosts.items()
+               if app.run(f"journalctl -u orders-gunicorn.service --since '-2min' -o cat --no-pager"
+                          f" | grep -F '\"{marker}\"' | grep -q '\"GET\"'").rc == 0]
+    assert len(readers) == len(app_hosts), f"the order was read through {readers} only"
+
+
+def test_one_app_host_down_site_answers_and_posts_are_not_retried(host, site, app_hosts):
+    name, victim = list(app_hosts.items())[-1]
+    hv = victim.ansible.get_variables()
+    address, port = str(hv.get("stack_private_address") or hv["ansible_host"]), int(hv.get("gunicorn_port", 8000))
+    script = base64.b64encode(FAKE_502.encode()).decode()
+    baseline = parse(curl(site, "/api/categories/", "-o", "/dev/null").stdout)[0]
+    assert baseline == 200
+    try:
+        assert victim.run(f"systemctl stop {UNITS}").rc == 0
+        # a sick server that accepts and answers 502: a POST that reached it is not passed on
+        victim.check_output(f"echo {script} | base64 -d > /run/{PROBE_UNIT}.py")
+        victim.run(f"systemctl stop {PROBE_UNIT} 2>/dev/null; systemctl reset-failed {PROBE_UNIT} 2>/dev/null")
+        victim.check_output(f"systemd-run --unit={PROBE_UNIT} --property=RuntimeMaxSec=120 "
+                            f"/usr/bin/python3 /run/{PROBE_UNIT}.py {address} {port}")
+        for _ in range(50):
+            if victim.socket(f"tcp://{address}:{port}").is_listening:
+                break
+            time.sleep(0.1)
+        posts = [parse(curl(site, "/api/orders/", "-H", "Content-Type: application/json", "--data", "{}",
+                            "-o", "/dev/null").stdout)[0] for _ in range(6)]
+        assert 502 in posts, f"no POST reached the sick server: {posts}"
+        assert set(posts) <= {401, 403, 429, 502}, posts  # 4xx: the healthy app host refusing a POST without token
+        # GET, HEAD...: passed on to a healthy app host
+        gets = [parse(curl(site, "/api/categories/", "-o", "/dev/null").stdout)[0] for _ in range(6)]
+        assert gets == [baseline] * 6, gets
+
+        # nothing listens on the stopped host at all: connections are refused, the site answers
+        victim.run(f"systemctl stop {PROBE_UNIT}")
+        for path in ["/healthz", "/api/categories/"] * 3:
+            status, _, body = parse(curl(site, path).stdout)
+            assert status == 200, f"{path} with {name} down: {status} {body[:200]}"
+    finally:
+        victim.run(f"systemctl stop {PROBE_UNIT}; rm -f /run/{PROBE_UNIT}.py")
+        victim.run(f"systemctl start {UNITS}")
+    _wait_until_serving(victim)
+    assert victim.service("orders-gunicorn.service").is_running
