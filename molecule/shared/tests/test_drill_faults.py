@@ -177,3 +177,56 @@ def test_stream_only_targets_test_hosts(aio):
     address = aio[1]
     assert address.startswith("10.231."), address
     assert Path(aio[3]).exists()
+
+
+MEDIA = "/srv/orders/shared/media"
+ADMIN_USER, ADMIN_PASSWORD = "drill-admin", "drill-admin-password-0123456789"
+
+
+def test_full_media_volume_fails_uploads_clearly_and_nothing_else(aio):
+    """A size-limited mount on the media directory, filled up: an image upload in the admin
+    fails with a clear message and saves nothing; the API and health checks are unaffected."""
+    host, address, domain, ca = aio
+    unit = "orders-gunicorn.service"
+    site = f"https://{domain}"
+    curl = f"curl -sk --resolve {domain}:443:127.0.0.1 -c /tmp/drill.jar -b /tmp/drill.jar"
+    token_of = "grep -o 'name=\"csrfmiddlewaretoken\" value=\"[^\"]*\"' {} | head -1 | sed 's/.*value=\"//;s/\"$//'"
+    host.run(f"DJANGO_SUPERUSER_PASSWORD={ADMIN_PASSWORD} orders-manage createsuperuser --noinput "
+             f"--username {ADMIN_USER} --email drill@example.com")
+    category = host.check_output(
+        "orders-manage shell -c \"from apps.catalog.models import Category; print(Category.objects.first().pk)\""
+    ).splitlines()[-1]
+    host.check_output("/srv/orders/current/venv/bin/python -c \"from PIL import Image; "
+                      "Image.effect_noise((400, 400), 90).convert('RGB').save('/tmp/drill.png')\"")
+    uid, gid = host.check_output(f"stat -c '%u %g' {MEDIA}").split()
+    host.check_output(f"mount -t tmpfs -o size=128k,mode=2750,uid={uid},gid={gid} drill-media {MEDIA}")
+    try:
+        host.run(f"dd if=/dev/zero of={MEDIA}/fill bs=4k 2>/dev/null")  # until the volume is full
+        host.check_output(f"systemctl restart {unit}")  # the service sees the new mount
+        host.check_output(f"rm -f /tmp/drill.jar; {curl} -o /tmp/login.html {site}/admin/login/")
+        login = host.check_output(
+            f"{curl} -o /dev/null -w '%{{http_code}}' -e {site}/admin/login/ "
+            f"-d csrfmiddlewaretoken=$({token_of.format('/tmp/login.html')}) "
+            f"-d username={ADMIN_USER} -d password={ADMIN_PASSWORD} -d next=/admin/ {site}/admin/login/"
+        )
+        assert login == "302", "admin login failed"
+        host.check_output(f"{curl} -o /tmp/add.html {site}/admin/catalog/product/add/")
+        status = host.check_output(
+            f"{curl} -L -o /tmp/after.html -w '%{{http_code}}' -e {site}/admin/catalog/product/add/ "
+            f"-F csrfmiddlewaretoken=$({token_of.format('/tmp/add.html')}) -F category={category} "
+            "-F sku=DRILL-FULL -F name=Drill -F price=1.00 -F stock=1 -F is_active=on "
+            f"-F image=@/tmp/drill.png {site}/admin/catalog/product/add/"
+        )
+        page = host.check_output("cat /tmp/after.html")
+        assert status == "200", status
+        assert "nothing was saved" in page and "No space left on device" in page
+        assert host.check_output(
+            "orders-manage shell -c \"from apps.catalog.models import Product; "
+            "print(Product.objects.filter(sku='DRILL-FULL').exists())\"").splitlines()[-1] == "False"
+        # nothing else breaks
+        assert https_get(address, domain, ca, "/healthz")[0] == 200
+        assert https_get(address, domain, ca, "/api/orders/", {"Authorization": f"Bearer {token(host)}"})[0] == 200
+    finally:
+        host.run(f"umount {MEDIA}; rm -f /tmp/drill.jar /tmp/login.html /tmp/add.html /tmp/after.html /tmp/drill.png")
+        host.run(f"systemctl restart {unit}")
+    assert wait_healthy(address, domain, ca, timeout=30)

@@ -15,7 +15,7 @@ import time
 import uuid
 
 import pytest
-from test_stack_web import REPO, _in_stock_product, _token, curl, parse
+from test_stack_web import REPO, _in_stock_product, _token, create_order, curl, parse
 
 from conftest import address_of, groups_of, inventory_groups, other_host
 
@@ -87,12 +87,7 @@ def test_order_round_trip_across_app_hosts(site, app_hosts):
     """Made through nginx, then read back through nginx often enough to hit every app host."""
     first = next(iter(app_hosts.values()))
     token = _token(first, "demo0003")
-    product = _in_stock_product(first)
-    body = json.dumps({"items": [{"product_id": product, "quantity": 1}]})
-    status, _, created = parse(curl(site, "/api/orders/", "-H", f"Authorization: Bearer {token}",
-                                    "-H", "Content-Type: application/json", "--data", body).stdout)
-    assert status == 201, created
-    order_id = json.loads(created)["id"]
+    order_id = create_order(site, token, _in_stock_product(first))
     marker = f"/api/orders/{order_id}/"
     for _ in range(2 * len(app_hosts)):
         status, _, read = parse(curl(site, marker, "-H", f"Authorization: Bearer {token}").stdout)

@@ -161,6 +161,15 @@ def _in_stock_product(host):
     ).strip().splitlines()[-1])
 
 
+def create_order(site, token: str, product: int) -> int:
+    """POST one order of one item through nginx; return its id."""
+    body = json.dumps({"items": [{"product_id": product, "quantity": 1}]})
+    status, _, created = parse(curl(site, "/api/orders/", "-H", f"Authorization: Bearer {token}",
+                                    "-H", "Content-Type: application/json", "--data", body).stdout)
+    assert status == 201, created
+    return json.loads(created)["id"]
+
+
 def _app_host(host):
     """The host that runs the app (and its management wrapper): this one, or the first app host."""
     v = _vars(host)
@@ -173,12 +182,7 @@ def _app_host(host):
 def test_order_created_and_read_back_and_hidden_from_others(host, site):
     app = _app_host(host)
     owner, other = _token(app, "demo0001"), _token(app, "demo0002")
-    product = _in_stock_product(app)
-    body = json.dumps({"items": [{"product_id": product, "quantity": 1}]})
-    status, _, created = parse(curl(site, "/api/orders/", "-H", f"Authorization: Bearer {owner}",
-                                    "-H", "Content-Type: application/json", "--data", body).stdout)
-    assert status == 201, created
-    order_id = json.loads(created)["id"]
+    order_id = create_order(site, owner, _in_stock_product(app))
     status, _, read = parse(curl(site, f"/api/orders/{order_id}/", "-H", f"Authorization: Bearer {owner}").stdout)
     assert status == 200 and json.loads(read)["id"] == order_id
     status, _, _ = parse(curl(site, f"/api/orders/{order_id}/", "-H", f"Authorization: Bearer {other}").stdout)

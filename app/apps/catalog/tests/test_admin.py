@@ -1,4 +1,6 @@
+import errno
 import io
+import os
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -54,3 +56,35 @@ def test_admin_refuses_a_non_image(admin_client, settings, tmp_path):
     )
     assert response.status_code == 200  # the form again, with an error
     assert not Product.objects.filter(sku="IMG-2").exists()
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_full_or_read_only_media_fails_the_upload_clearly(
+    admin_client, settings, tmp_path, monkeypatch, code
+):
+    """The storage cannot write (disk full, read-only): a clear message, no product, no 500."""
+    settings.MEDIA_ROOT = str(tmp_path)
+
+    def refuse(self, name, content):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr("django.core.files.storage.FileSystemStorage._save", refuse)
+    category = make_category()
+    response = admin_client.post(
+        "/admin/catalog/product/add/",
+        {
+            "category": category.pk,
+            "sku": "IMG-3",
+            "name": "Unstored",
+            "price": "3.00",
+            "stock": "7",
+            "image": SimpleUploadedFile("photo.png", png(), content_type="image/png"),
+        },
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert os.strerror(code) in response.content.decode()
+    assert "nothing was saved" in response.content.decode()
+    assert not Product.objects.filter(sku="IMG-3").exists()
+    # the rest of the admin still works
+    assert admin_client.get("/admin/catalog/product/").status_code == 200
