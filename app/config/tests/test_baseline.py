@@ -1,12 +1,11 @@
 """The benchmark's baseline settings (config.settings.baseline): production's settings with
 Django's default connection handling straight to PostgreSQL, and /static/ served by the app."""
 
-import subprocess
 import sys
 
 from django.test import Client, override_settings
 
-from .test_production import APP, prod_env
+from .test_production import prod_env, wsgi_settings
 
 
 def test_baseline_uses_direct_url_without_persistent_connections(tmp_path):
@@ -16,20 +15,10 @@ def test_baseline_uses_direct_url_without_persistent_connections(tmp_path):
         DATABASE_URL="postgres://app:pw@pgbouncer.invalid:6432/orders",
         DATABASE_DIRECT_URL="postgres://app:pw@postgres.invalid:5432/orders",
     )
-    wsgi = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import config.wsgi; from django.conf import settings as s;"
-            "d = s.DATABASES['default']; print(d['HOST'], d['PORT'], d['CONN_MAX_AGE'],"
-            " d.get('DISABLE_SERVER_SIDE_CURSORS', False), s.ROOT_URLCONF, s.SECURE_SSL_REDIRECT)",
-        ],
-        cwd=APP,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    wsgi = wsgi_settings(
+        env,
+        "d = s.DATABASES['default']; print(d['HOST'], d['PORT'], d['CONN_MAX_AGE'],"
+        " d.get('DISABLE_SERVER_SIDE_CURSORS', False), s.ROOT_URLCONF, s.SECURE_SSL_REDIRECT)",
     )
     assert wsgi.stdout.split() == [
         "postgres.invalid",

@@ -75,6 +75,20 @@ def prod_env(tmp_path, **overrides) -> dict:
     return env
 
 
+def wsgi_settings(env, code: str) -> subprocess.CompletedProcess:
+    """Import the app as gunicorn does, then run ``code`` with ``s`` = django.conf.settings."""
+    prelude = "import config.wsgi; from django.conf import settings as s"
+    return subprocess.run(
+        [sys.executable, "-c", f"{prelude}; {code}"],
+        cwd=APP,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def manage(env, *args, timeout=60):
     return subprocess.run(
         [sys.executable, "-m", "config.manage", *args],
@@ -168,20 +182,10 @@ def test_manage_uses_direct_url_and_wsgi_uses_pooled(tmp_path):
     ]
     pooled = manage({**env, "DJANGO_DATABASE_DIRECT": "0"}, "shell", "--no-imports", "-c", code)
     assert pooled.stdout.split() == ["pgbouncer.invalid", "6432", "True"]
-    wsgi = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import config.wsgi; from django.conf import settings as s;"
-            "d = s.DATABASES['default']; print(d['HOST'], d['CONN_MAX_AGE'],"
-            " d['CONN_HEALTH_CHECKS'], d['OPTIONS']['prepare_threshold'])",
-        ],
-        cwd=APP,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    wsgi = wsgi_settings(
+        env,
+        "d = s.DATABASES['default']; print(d['HOST'], d['CONN_MAX_AGE'],"
+        " d['CONN_HEALTH_CHECKS'], d['OPTIONS']['prepare_threshold'])",
     )
     assert wsgi.stdout.split() == ["pgbouncer.invalid", "60", "True", "None"], wsgi.stderr
 

@@ -18,21 +18,29 @@ def png() -> bytes:
     return buf.getvalue()
 
 
+def photo() -> SimpleUploadedFile:
+    return SimpleUploadedFile("photo.png", png(), content_type="image/png")
+
+
+def product_form(category, sku: str, image: SimpleUploadedFile, **fields) -> dict:
+    """The admin's add-product form, filled in."""
+    return {
+        "category": category.pk,
+        "sku": sku,
+        "name": sku.title(),
+        "price": "3.00",
+        "stock": "7",
+        "image": image,
+        **fields,
+    }
+
+
 def test_admin_uploads_a_product_image(admin_client, settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path)
     category = make_category()
     response = admin_client.post(
         "/admin/catalog/product/add/",
-        {
-            "category": category.pk,
-            "sku": "IMG-1",
-            "name": "Pictured",
-            "description": "",
-            "price": "3.00",
-            "stock": "7",
-            "is_active": "on",
-            "image": SimpleUploadedFile("photo.png", png(), content_type="image/png"),
-        },
+        product_form(category, "IMG-1", photo(), description="", is_active="on"),
     )
     assert response.status_code == 302, response.content[:2000]
     product = Product.objects.get(sku="IMG-1")
@@ -45,14 +53,7 @@ def test_admin_refuses_a_non_image(admin_client, settings, tmp_path):
     category = make_category()
     response = admin_client.post(
         "/admin/catalog/product/add/",
-        {
-            "category": category.pk,
-            "sku": "IMG-2",
-            "name": "Bad",
-            "price": "3.00",
-            "stock": "7",
-            "image": SimpleUploadedFile("x.png", b"not an image"),
-        },
+        product_form(category, "IMG-2", SimpleUploadedFile("x.png", b"not an image")),
     )
     assert response.status_code == 200  # the form again, with an error
     assert not Product.objects.filter(sku="IMG-2").exists()
@@ -71,16 +72,7 @@ def test_full_or_read_only_media_fails_the_upload_clearly(
     monkeypatch.setattr("django.core.files.storage.FileSystemStorage._save", refuse)
     category = make_category()
     response = admin_client.post(
-        "/admin/catalog/product/add/",
-        {
-            "category": category.pk,
-            "sku": "IMG-3",
-            "name": "Unstored",
-            "price": "3.00",
-            "stock": "7",
-            "image": SimpleUploadedFile("photo.png", png(), content_type="image/png"),
-        },
-        follow=True,
+        "/admin/catalog/product/add/", product_form(category, "IMG-3", photo()), follow=True
     )
     assert response.status_code == 200
     assert os.strerror(code) in response.content.decode()
