@@ -15,14 +15,39 @@ import time
 import pytest
 import testinfra
 
+from drill import ca_file
+
 
 @pytest.fixture(scope="module")
 def hostvars(host):
     return host.ansible.get_variables()
 
 
+ALL_GROUPS = {"web", "app", "db", "cache"}
+
+
 def groups_of(host) -> set[str]:
-    return set(host.ansible.get_variables().get("group_names", []))
+    """The host's inventory groups; all of them on a backend without an inventory (ssh://)."""
+    try:
+        return set(host.ansible.get_variables().get("group_names", []))
+    except (AttributeError, RuntimeError, TypeError):
+        return set(ALL_GROUPS)
+
+
+def need(host, group: str) -> None:
+    """Skip a test that is about a group this host is not in."""
+    if group not in groups_of(host):
+        pytest.skip(f"{host.backend.get_hostname()} is not in group {group}")
+
+
+@pytest.fixture
+def all_in_one(host):
+    """(host, address, site domain, CA file) of an all-in-one host: the drills run there."""
+    if not ALL_GROUPS <= groups_of(host):
+        pytest.skip("the drills run on the all-in-one scenario (default)")
+
+    hv = host.ansible.get_variables()
+    return host, address_of(host), hv["site_domain"], ca_file(hv)
 
 
 def address_of(host) -> str:

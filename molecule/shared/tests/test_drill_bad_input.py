@@ -14,17 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import groups_of
 from drill import deploy
 
 MARKER = "/run/bad-input-marker"
 
 
-@pytest.fixture
-def aio(host):
-    if not {"web", "app", "db", "cache"} <= groups_of(host):
-        pytest.skip("the bad-input cases run on the all-in-one scenario (default)")
-    return host
 
 
 def host_state(host) -> str:
@@ -84,9 +78,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_input_is_refused_with_the_fix_and_changes_nothing(aio, tmp_path, case):
+def test_bad_input_is_refused_with_the_fix_and_changes_nothing(all_in_one, tmp_path, case):
     args, edit, vault, messages = CASES[case]
-    host = aio
+    host = all_in_one[0]
     inventory = inventory_copy(tmp_path, edit) if edit else str(molecule_inventory())
     host.check_output(f"touch {MARKER}")
     units_before = host_state(host)

@@ -13,23 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_stack_web import _token
 
-from conftest import address_of, groups_of
-from drill import Stream, ca_file, deploy, https_get
-
-ALL_IN_ONE = {"web", "app", "db", "cache"}
-
-
-@pytest.fixture
-def aio(host):
-    if not ALL_IN_ONE <= groups_of(host):
-        pytest.skip("the drills run on the all-in-one scenario (default)")
-    hv = host.ansible.get_variables()
-    return host, address_of(host), hv["site_domain"], ca_file(hv)
-
-
-def token(host, user: str = "demo0003") -> str:
-    return host.check_output(f"orders-manage create_api_token {user} --name drill").strip().splitlines()[-1]
+from drill import Stream, deploy, https_get
 
 
 def wait_healthy(address, domain, ca, timeout: float = 60) -> bool:
@@ -48,8 +34,8 @@ def postmaster_pid(host) -> int:
     return int(host.check_output("head -1 /var/lib/postgresql/*/main/postmaster.pid"))
 
 
-def test_planned_postgresql_restart_fails_no_request(aio):
-    host, address, domain, ca = aio
+def test_planned_postgresql_restart_fails_no_request(all_in_one):
+    host, address, domain, ca = all_in_one
     before = postmaster_pid(host)
     with Stream(address, domain, ca, rate=25, max_seconds=90) as s:
         time.sleep(2)
@@ -61,11 +47,11 @@ def test_planned_postgresql_restart_fails_no_request(aio):
     assert s.failures() == [], s.statuses()
 
 
-def test_killed_postmaster_recovers_by_itself_without_500(aio):
+def test_killed_postmaster_recovers_by_itself_without_500(all_in_one):
     """A crash: systemd starts PostgreSQL again (Restart=on-failure) within seconds. PgBouncer
     holds the app's queries meanwhile (up to query_wait_timeout), so clients see slower 200s,
     or 503 if it takes longer; never 500."""
-    host, address, domain, ca = aio
+    host, address, domain, ca = all_in_one
     before = postmaster_pid(host)
     with Stream(address, domain, ca, rate=10, max_seconds=90, timeout=20) as s:
         time.sleep(1)
@@ -83,9 +69,9 @@ def test_killed_postmaster_recovers_by_itself_without_500(aio):
     assert set(statuses) <= {200, 503}, statuses
 
 
-def test_database_outage_gives_503_never_500(aio):
+def test_database_outage_gives_503_never_500(all_in_one):
     """Longer than PgBouncer's query_wait_timeout: the app answers 503 itself, then recovers."""
-    host, address, domain, ca = aio
+    host, address, domain, ca = all_in_one
     pg = host.check_output("systemctl list-units --plain --no-legend 'postgresql@*' | awk '{print $1}'")
     with Stream(address, domain, ca, rate=4, max_seconds=90, timeout=25) as s:
         try:
@@ -100,8 +86,8 @@ def test_database_outage_gives_503_never_500(aio):
     assert set(statuses) <= {200, 503}, statuses
 
 
-def test_killed_gunicorn_master_is_restarted_and_requests_queue(aio):
-    host, address, domain, ca = aio
+def test_killed_gunicorn_master_is_restarted_and_requests_queue(all_in_one):
+    host, address, domain, ca = all_in_one
     unit = "orders-gunicorn.service"
     before = host.check_output(f"systemctl show -p MainPID --value {unit}")
     with Stream(address, domain, ca, path="/livez", rate=20, max_seconds=60) as s:
@@ -121,9 +107,9 @@ def test_killed_gunicorn_master_is_restarted_and_requests_queue(aio):
     assert len(s.failures()) <= 3, statuses
 
 
-def test_redis_down_degrades_without_500_and_recovers(aio):
-    host, address, domain, ca = aio
-    auth = {"Authorization": f"Bearer {token(host)}"}
+def test_redis_down_degrades_without_500_and_recovers(all_in_one):
+    host, address, domain, ca = all_in_one
+    auth = {"Authorization": f"Bearer {_token(host, 'demo0003')}"}
     try:
         host.check_output("systemctl stop redis-server.service")
         health = https_get(address, domain, ca, "/healthz")
@@ -137,8 +123,8 @@ def test_redis_down_degrades_without_500_and_recovers(aio):
     assert wait_healthy(address, domain, ca, timeout=30), "healthz did not recover after Redis came back"
 
 
-def test_reboot_brings_every_service_back(aio):
-    host, address, domain, ca = aio
+def test_reboot_brings_every_service_back(all_in_one):
+    host, address, domain, ca = all_in_one
     units = ["nginx.service", "orders-gunicorn.socket", "pgbouncer.service", "redis-server.service",
              "stack-firewall.service", "stack-db-backup.timer"]
     boot_id = host.check_output("cat /proc/sys/kernel/random/boot_id")
@@ -164,29 +150,29 @@ def test_reboot_brings_every_service_back(aio):
     assert host.service(pg).is_running
 
 
-def test_crashed_daemons_restart_by_themselves(aio):
-    host = aio[0]
+def test_crashed_daemons_restart_by_themselves(all_in_one):
+    host = all_in_one[0]
     for unit in ("nginx.service", "pgbouncer.service"):
         assert host.check_output(f"systemctl show -p Restart --value {unit}") == "on-failure", unit
     pg = host.check_output("systemctl list-units --plain --no-legend 'postgresql@*' | awk '{print $1}'")
     assert host.check_output(f"systemctl show -p Restart --value {pg}") == "on-failure"
 
 
-def test_stream_only_targets_test_hosts(aio):
+def test_stream_only_targets_test_hosts(all_in_one):
     """Guard: the drills' load goes to the scenario's own bridge, never elsewhere."""
-    address = aio[1]
+    address = all_in_one[1]
     assert address.startswith("10.231."), address
-    assert Path(aio[3]).exists()
+    assert Path(all_in_one[3]).exists()
 
 
 MEDIA = "/srv/orders/shared/media"
 ADMIN_USER, ADMIN_PASSWORD = "drill-admin", "drill-admin-password-0123456789"
 
 
-def test_full_media_volume_fails_uploads_clearly_and_nothing_else(aio):
+def test_full_media_volume_fails_uploads_clearly_and_nothing_else(all_in_one):
     """A size-limited mount on the media directory, filled up: an image upload in the admin
     fails with a clear message and saves nothing; the API and health checks are unaffected."""
-    host, address, domain, ca = aio
+    host, address, domain, ca = all_in_one
     unit = "orders-gunicorn.service"
     site = f"https://{domain}"
     curl = f"curl -sk --resolve {domain}:443:127.0.0.1 -c /tmp/drill.jar -b /tmp/drill.jar"
@@ -225,7 +211,7 @@ def test_full_media_volume_fails_uploads_clearly_and_nothing_else(aio):
             "print(Product.objects.filter(sku='DRILL-FULL').exists())\"").splitlines()[-1] == "False"
         # nothing else breaks
         assert https_get(address, domain, ca, "/healthz")[0] == 200
-        assert https_get(address, domain, ca, "/api/orders/", {"Authorization": f"Bearer {token(host)}"})[0] == 200
+        assert https_get(address, domain, ca, "/api/orders/", {"Authorization": f"Bearer {_token(host, 'demo0003')}"})[0] == 200
     finally:
         host.run(f"umount {MEDIA}; rm -f /tmp/drill.jar /tmp/login.html /tmp/add.html /tmp/after.html /tmp/drill.png")
         host.run(f"systemctl restart {unit}")

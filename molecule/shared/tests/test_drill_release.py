@@ -11,22 +11,11 @@ from __future__ import annotations
 import os
 import time
 
-import pytest
-
-from conftest import address_of, groups_of
-from drill import Stream, ca_file, deploy
+from drill import Stream, deploy
 
 
-@pytest.fixture
-def aio(host):
-    if not {"web", "app", "db", "cache"} <= groups_of(host):
-        pytest.skip("the release drill runs on the all-in-one scenario (default)")
-    hv = host.ansible.get_variables()
-    return host, address_of(host), hv["site_domain"], ca_file(hv)
-
-
-def test_release_under_load_drops_no_request_and_shows_both_ids(aio):
-    host, address, domain, ca = aio
+def test_release_under_load_drops_no_request_and_shows_both_ids(all_in_one):
+    host, address, domain, ca = all_in_one
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     before = host.check_output("readlink /srv/orders/current")
     try:
@@ -44,9 +33,9 @@ def test_release_under_load_drops_no_request_and_shows_both_ids(aio):
         assert deploy(inventory).returncode == 0
 
 
-def test_rollback_goes_back_one_release_without_failed_requests(aio):
+def test_rollback_goes_back_one_release_without_failed_requests(all_in_one):
     """`make rollback`: the previous release is live again, checked, with no failed request."""
-    host, address, domain, ca = aio
+    host, address, domain, ca = all_in_one
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     assert deploy(inventory, "-e", "django_app_log_level=WARNING").returncode == 0
     newer = host.check_output("readlink /srv/orders/current").rsplit("/", 1)[-1]

@@ -8,18 +8,7 @@ import re
 
 import pytest
 
-
-def _groups(host):
-    """The host's inventory groups; all of them on a backend without an inventory."""
-    try:
-        return set(host.ansible.get_variables().get("group_names", []))
-    except (AttributeError, RuntimeError, TypeError):
-        return {"web", "app", "db", "cache"}
-
-
-def _need(host, group):
-    if group not in _groups(host):
-        pytest.skip(f"{host.backend.get_hostname()} is not in group {group}")
+from conftest import groups_of, need
 
 
 def _userlist(host):
@@ -34,7 +23,7 @@ def _redis_password(host):
 
 @pytest.mark.parametrize("unit", ["postgresql@*-main.service", "pgbouncer.service"])
 def test_db_units_active_and_enabled(host, unit):
-    _need(host, "db")
+    need(host, "db")
     name = host.check_output(f"systemctl list-units --plain --no-legend '{unit}' | awk '{{print $1}}'")
     assert name, f"no unit matches {unit}"
     assert host.service(name).is_running
@@ -42,35 +31,35 @@ def test_db_units_active_and_enabled(host, unit):
 
 
 def test_redis_active_and_enabled(host):
-    _need(host, "cache")
+    need(host, "cache")
     assert host.service("redis-server").is_running
     assert host.service("redis-server").is_enabled
 
 
 def test_postgresql_listens_on_loopback_only_when_all_in_one(host):
-    _need(host, "db")
+    need(host, "db")
     listening = host.check_output("ss -Hltn 'sport = :5432' | awk '{print $4}'").split()
     assert listening, "PostgreSQL does not listen on 5432"
-    if _groups(host) >= {"app", "db"}:
+    if groups_of(host) >= {"app", "db"}:
         assert set(listening) <= {"127.0.0.1:5432", "[::1]:5432"}, listening
 
 
 def test_pgbouncer_and_redis_listen_on_loopback(host):
-    _need(host, "db")
+    need(host, "db")
     listening = host.check_output("ss -Hltn 'sport = :6432' | awk '{print $4}'").split()
     assert "127.0.0.1:6432" in listening
     assert "0.0.0.0:6432" not in listening and "*:6432" not in listening
 
 
 def test_redis_bind(host):
-    _need(host, "cache")
+    need(host, "cache")
     listening = host.check_output("ss -Hltn 'sport = :6379' | awk '{print $4}'").split()
     assert "127.0.0.1:6379" in listening
     assert "0.0.0.0:6379" not in listening and "*:6379" not in listening
 
 
 def test_psql_through_pgbouncer_and_role_is_not_superuser(host):
-    _need(host, "db")
+    need(host, "db")
     user, password = next((u, p) for u, p in _userlist(host).items() if u != "postgres")
     out = host.check_output(
         f"PGPASSWORD='{password}' psql -X -h 127.0.0.1 -p 6432 -U {user} -d {user} -Atc "
@@ -80,7 +69,7 @@ def test_psql_through_pgbouncer_and_role_is_not_superuser(host):
 
 
 def test_pgbouncer_refuses_a_wrong_password(host):
-    _need(host, "db")
+    need(host, "db")
     user = next(u for u in _userlist(host) if u != "postgres")
     cmd = host.run(f"PGPASSWORD=wrong psql -X -h 127.0.0.1 -p 6432 -U {user} -d {user} -Atc 'select 1'")
     assert cmd.rc != 0
@@ -88,7 +77,7 @@ def test_pgbouncer_refuses_a_wrong_password(host):
 
 
 def test_pgbouncer_pool_mode_is_transaction(host):
-    _need(host, "db")
+    need(host, "db")
     out = host.check_output(
         "runuser -u postgres -- psql -X -h /var/run/postgresql -p 6432 -d pgbouncer -Atc 'SHOW CONFIG'"
         " | grep -E '^(pool_mode|auth_type)\\|'"
@@ -98,7 +87,7 @@ def test_pgbouncer_pool_mode_is_transaction(host):
 
 
 def test_pgbouncer_admin_console_only_for_postgres_by_peer(host):
-    _need(host, "db")
+    need(host, "db")
     other = host.run("runuser -u nobody -- psql -X -h /var/run/postgresql -p 6432 -U postgres -d pgbouncer -Atc 'SHOW VERSION'")
     assert other.rc != 0 and "unix socket login rejected" in other.stderr
     tcp = host.run("PGPASSWORD=x psql -X -h 127.0.0.1 -p 6432 -U postgres -d pgbouncer -Atc 'SHOW VERSION'")
@@ -106,7 +95,7 @@ def test_pgbouncer_admin_console_only_for_postgres_by_peer(host):
 
 
 def test_postgresql_hba_has_no_trust_and_uses_scram(host):
-    _need(host, "db")
+    need(host, "db")
     rules = host.check_output(
         "runuser -u postgres -- psql -X -Atc \"select type, auth_method from pg_hba_file_rules where error is null\""
     ).splitlines()
@@ -117,7 +106,7 @@ def test_postgresql_hba_has_no_trust_and_uses_scram(host):
 
 
 def test_redis_refuses_without_password_and_answers_with_it(host):
-    _need(host, "cache")
+    need(host, "cache")
     anonymous = host.run("redis-cli -h 127.0.0.1 ping")
     assert "NOAUTH" in anonymous.stdout + anonymous.stderr
     authed = host.run(f"REDISCLI_AUTH='{_redis_password(host)}' redis-cli -h 127.0.0.1 ping")
@@ -125,7 +114,7 @@ def test_redis_refuses_without_password_and_answers_with_it(host):
 
 
 def test_redis_memory_policy(host):
-    _need(host, "cache")
+    need(host, "cache")
     pw = _redis_password(host)
     policy = host.check_output(f"REDISCLI_AUTH='{pw}' redis-cli config get maxmemory-policy").split()
     assert policy[-1] == "allkeys-lru"
@@ -143,7 +132,7 @@ def test_redis_memory_policy(host):
 )
 def test_secret_files_modes(host, path, owner, group, mode):
     needed = "cache" if "redis" in path else "db"
-    _need(host, needed)
+    need(host, needed)
     f = host.file(path)
     assert f.is_file
     assert (f.user, f.group, f.mode) == (owner, group, mode)
@@ -154,7 +143,7 @@ def _show(host, setting):
 
 
 def test_postgresql_memory_follows_stack_memory_mb(host):
-    _need(host, "db")
+    need(host, "db")
     try:
         v = host.ansible.get_variables()
     except (AttributeError, RuntimeError, TypeError):
@@ -169,8 +158,8 @@ def test_postgresql_memory_follows_stack_memory_mb(host):
 
 
 def test_pgbouncer_pool_fits_the_workers_of_this_host(host):
-    _need(host, "db")
-    if not {"app", "db"} <= _groups(host):
+    need(host, "db")
+    if not {"app", "db"} <= groups_of(host):
         pytest.skip("workers of remote app hosts are checked on the multinode scenario")
     exec_start = host.check_output("systemctl show -P ExecStart orders-gunicorn.service")
     workers = int(re.search(r"--workers (\d+)", exec_start).group(1))
