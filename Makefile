@@ -20,6 +20,10 @@ APT_PACKAGES := systemd-container mmdebstrap apt-cacher-ng nftables iproute2 ope
 export ANSIBLE_CONFIG := $(REPO)/ansible/ansible.cfg
 export PYTHONPATH     := $(REPO)/harness
 export PATH           := $(BIN):$(PATH)
+# ansible.cfg runs Mitogen's strategy; STRATEGY=linear is Ansible's own (README, Deploy speed)
+ifneq ($(STRATEGY),)
+export ANSIBLE_STRATEGY := $(STRATEGY)
+endif
 # the demo vault of `local` has a committed password file; other environments bring their own
 VAULT_PASSWORD_FILE ?= $(firstword $(wildcard $(INVENTORY)/vault-password.txt $(INVENTORY)/.vault-password))
 # no vault yet (a fresh staging copy): no prompt, so the pre-flight can say what is missing
@@ -132,7 +136,7 @@ bench: toolchain ## benchmark the deployed ENV against a naive baseline (ENV=loc
 lint: toolchain ## yamllint, ansible-lint (production profile), ruff, role specs vs defaults and README
 	@$(STAGE) yamllint $(BIN)/yamllint -s .
 	@$(STAGE) ansible-lint $(BIN)/ansible-lint -q
-	@$(STAGE) ruff $(BIN)/ruff check harness molecule scripts/role-docs app bench
+	@$(STAGE) ruff $(BIN)/ruff check harness molecule scripts/role-docs app bench ansible/plugins
 	@$(STAGE) role-specs $(BIN)/python scripts/role-docs --check
 
 .PHONY: docs
