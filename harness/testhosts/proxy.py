@@ -81,7 +81,12 @@ class Proxy:
             proc = subprocess.Popen(
                 [exe, "-c", str(conf), f"CacheDir={self.dir / 'cache'}", f"LogDir={self.dir / 'log'}",
                  f"SocketPath={self.dir / 'run' / 'socket'}", "ForeGround=1", f"Port={net.PROXY_PORT}",
-                 "BindAddress=0.0.0.0"],
+                 "BindAddress=0.0.0.0",
+                 # Index files stay fresh for 5 minutes: hosts that boot together fetch them once.
+                 # With the default (27 s) simultaneous refreshes of one InRelease by several hosts
+                 # made acng fail to move the old copy aside ("File exists") and leave one apt
+                 # client hanging on a half-closed connection (seen with 4 scenarios at once).
+                 "FreshIndexMaxAge=300"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 user="apt-cacher-ng", group="apt-cacher-ng", extra_groups=[], close_fds=True)
         self.pidfile.write_text(str(proc.pid))
