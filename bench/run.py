@@ -88,6 +88,48 @@ def log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
+CGROUPS = Path("/sys/fs/cgroup/unified/testhosts")
+
+
+def pin_cpus(env: str, spec: str):
+    """--pin HOST:LOAD, e.g. 1:0: every task of the environment's test hosts (systemd-nspawn
+    containers of the harness, found by their cgroup) on CPUs HOST, this process and the load
+    generators it starts on CPUs LOAD, so the generator does not compete with the stack.
+    Returns a function that puts every task back on all CPUs."""
+    host_part, _, load_part = spec.partition(":")
+    host_cpus = {int(c) for c in host_part.split(",") if c}
+    load_cpus = {int(c) for c in load_part.split(",") if c}
+    root = CGROUPS / env
+    if not host_cpus or not load_cpus or not root.is_dir():
+        sys.exit(f"bench: --pin {spec}: use HOST_CPUS:LOAD_CPUS (e.g. 1:0) with the harness's hosts under {root}")
+    everything = set(range(os.cpu_count() or 1))
+
+    def tasks():
+        for procs in root.rglob("cgroup.procs"):
+            for pid in procs.read_text().split():
+                yield from (int(t.name) for t in Path(f"/proc/{pid}/task").glob("*"))
+
+    def setall(cpus):
+        n = 0
+        for tid in tasks():
+            try:
+                os.sched_setaffinity(tid, cpus)
+                n += 1
+            except OSError:
+                pass  # gone meanwhile
+        return n
+
+    n = setall(host_cpus)
+    os.sched_setaffinity(0, load_cpus)
+    log(f"pinned {n} tasks of {env} to CPUs {sorted(host_cpus)}, the load generator to {sorted(load_cpus)}")
+
+    def restore():
+        setall(everything)
+        os.sched_setaffinity(0, everything)
+
+    return restore
+
+
 def check_target(host: str) -> str:
     addr = socket.gethostbyname(host)
     if not (addr.startswith("10.231.") or addr == "127.0.0.1"):
@@ -240,7 +282,9 @@ def markdown(result: dict) -> str:
         "",
         f"Commit `{m['commit']}`{' (uncommitted changes)' if m['dirty'] else ''}, release "
         f"`{m['release']}`. Control node: {m['cpus']} cores, load average before the run "
-        f"{m['loadavg_before']}. wrk {m['wrk']['threads']} threads x {m['wrk']['connections']} "
+        f"{m['loadavg_before']}"
+        + (f"; CPUs pinned (test hosts:load generator) {m['pin']}" if m.get("pin") else "; CPUs not pinned")
+        + f". wrk {m['wrk']['threads']} threads x {m['wrk']['connections']} "
         f"connections x {m['duration_s']} s per run; fixed-rate latency with hey at half the "
         "production peak of each endpoint (same rate for both stacks).",
         "",
@@ -274,6 +318,10 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def cafile_of(args) -> Path:
+    return REPO / ".state" / args.env / "ca.crt"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--env", default="local")
@@ -286,6 +334,7 @@ def main() -> int:
     ap.add_argument("--hey-procs", type=int, default=10)
     ap.add_argument("--hey-workers", type=int, default=20)
     ap.add_argument("--only", help="run only endpoints whose name contains this")
+    ap.add_argument("--pin", metavar="HOST:LOAD", help="CPUs of the test hosts : CPUs of the load generator, e.g. 1:0")
     args = ap.parse_args()
 
     state = REPO / ".state" / args.env
@@ -296,8 +345,17 @@ def main() -> int:
             sys.exit(f"bench: {f} missing: run `make bench ENV={args.env}` (it runs ansible/bench.yml)")
     addr = check_target(args.host)
     tokens = [line.split()[1] for line in tokens_file.read_text().splitlines() if line.strip()]
-    prod = Site(args.host, 443, cafile)
-    base = Site(args.host, args.baseline_port, cafile)
+    restore = pin_cpus(args.env, args.pin) if args.pin else None
+    try:
+        return measure(args, tokens, addr)
+    finally:
+        if restore:
+            restore()
+
+
+def measure(args, tokens, addr) -> int:
+    prod = Site(args.host, 443, cafile_of(args))
+    base = Site(args.host, args.baseline_port, cafile_of(args))
     orders, static, release = discover(prod, tokens)
     log(f"{args.host} = {addr}, {len(tokens)} demo users, release {release}, static {static}")
 
@@ -321,6 +379,7 @@ def main() -> int:
         "hey": {"processes": args.hey_procs, "workers": args.hey_workers},
         "duration_s": args.duration,
         "users": len(tokens),
+        "pin": args.pin,
     }
     endpoints = []
     hey_offset = 0

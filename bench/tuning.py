@@ -363,7 +363,10 @@ def main() -> int:
                                 run |= measure_pss(stack)
                             else:
                                 run |= bench.run_wrk(site, pairs, args, Path(tmp), choice.get("headers"))
-                                run["body_bytes"] = body_bytes(site, pairs[0][1], choice.get("headers") or {})
+                                if choice.get("headers"):  # what the header changes: the bytes on the wire
+                                    token, path = pairs[0]
+                                    auth = {"Authorization": f"Bearer {token}"} if token else {}
+                                    run["body_bytes"] = body_bytes(site, path, choice["headers"] | auth)
                             entry["runs"].append(run)
                             log(
                                 f"{choice['name']} / {label} (round {rnd}): "
