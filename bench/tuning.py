@@ -105,6 +105,8 @@ class Stack:
         self.base = ["-i", str(inventory), *vault_args]
         self.logfile = logfile
         self.applied: dict[str, str] = {}
+        # as make runs it: the repo's ansible.cfg (roles path, strategy), also when run by hand
+        os.environ.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible" / "ansible.cfg"))
 
     def _run(self, cmd: list[str], timeout: int) -> str:
         with self.logfile.open("a") as out:
@@ -222,6 +224,7 @@ def markdown(result: dict) -> str:
         "",
         f"Commit `{m['commit']}`{' (uncommitted changes)' if m['dirty'] else ''}. Control node: "
         f"{m['cpus']} cores, load average {m['loadavg_before']} before, {m['loadavg_after']} after; "
+        f"CPUs pinned (test hosts:wrk) {m.get('pin') or 'no'}; "
         f"{m['rounds']} rounds (the default and each variant alternate), wrk {m['threads']} threads x "
         f"{m['connections']} connections x {m['duration_s']} s per run, medians. Took {m['minutes']} min.",
         "",
@@ -303,6 +306,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--only", help="only choices whose name contains this (case-insensitive)")
+    ap.add_argument("--pin", metavar="HOST:LOAD", help="CPUs of the test hosts : CPUs of wrk, e.g. 1:0 (bench/run.py --pin)")
     args = ap.parse_args()
 
     state = REPO / ".state" / args.env
@@ -341,6 +345,8 @@ def main() -> int:
     choices = [c for c in CHOICES if not args.only or args.only.lower() in c["name"].lower()]
     result = {"meta": meta, "choices": []}
     failed = False
+    meta["pin"] = args.pin
+    unpin = bench.pin_cpus(args.env, args.pin) if args.pin else None
     try:
         with tempfile.TemporaryDirectory(prefix="bench-tuning-") as tmp:
             for choice in choices:
@@ -388,8 +394,12 @@ def main() -> int:
         # the production defaults, whatever happened above (every tag, no extra vars)
         log("putting the production defaults back ...")
         stack.applied.clear()
-        stack.apply(TAGS, {})
-        wait_ready(site)
+        try:
+            stack.apply(TAGS, {})
+            wait_ready(site)
+        finally:
+            if unpin:
+                unpin()
     meta["loadavg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     meta["minutes"] = round((time.monotonic() - started) / 60, 1)
     meta["release_after"] = bench.discover(site, tokens[:1])[2]
