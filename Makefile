@@ -131,6 +131,16 @@ bench: toolchain ## benchmark the deployed ENV against a naive baseline (ENV=loc
 	$(STATE)/venv-bench/bin/python bench/chart.py bench/results/latest.json bench/results/latest.png; \
 	echo "make bench: bench/results/latest.{md,json,png} written"; exit $$rc
 
+.PHONY: bench-tuning
+bench-tuning: toolchain ## each tuning choice against its alternatives on ENV=local (about 25 min; writes bench/results/tuning.*)
+	$(call require_env)
+	@if [ "$(ENV)" != local ]; then echo "make bench-tuning: only ENV=local (it switches the stack's tuning back and forth); '$(ENV)' is refused" >&2; exit 2; fi
+	@command -v wrk >/dev/null || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }
+	$(PLAYBOOK) $(REPO)/ansible/bench.yml $(ARGS)
+	@rc=0; $(BIN)/python bench/tuning.py --env $(ENV) --out bench/results $(BENCH_ARGS) || rc=$$?; \
+	$(PLAYBOOK) $(REPO)/ansible/bench.yml $(ARGS) >/dev/null || rc=$$?; \
+	echo "make bench-tuning: bench/results/tuning.{md,json} written; the baseline follows the current release again"; exit $$rc
+
 # ---------------------------------------------------------------------------- tests
 .PHONY: lint
 lint: toolchain ## yamllint, ansible-lint (production profile), ruff, role specs vs defaults and README

@@ -74,8 +74,8 @@ def env_path(key: str) -> str:
     return value
 
 
-def env_choice(key: str, choices: tuple[str, ...]) -> str:
-    value = _raw(key).upper()
+def env_choice(key: str, choices: tuple[str, ...], default=_MISSING) -> str:
+    value = _raw(key, default).upper()
     if value not in choices:
         raise _bad(key, f"use one of {', '.join(choices)}")
     return value

@@ -35,14 +35,29 @@ HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD")
 _pooled = env_db("DATABASE_URL")
 _direct = env_db("DATABASE_DIRECT_URL")
 USING_DIRECT_DATABASE = env_bool("DJANGO_DATABASE_DIRECT", default=False)
+# How requests reach the database (README, Performance, Tuning): "persistent" (the default)
+# keeps one connection per worker to PgBouncer; "per-request" opens one to PgBouncer for every
+# request; "pool" is Django's psycopg pool straight to PostgreSQL, without PgBouncer.
+DB_CONNECTIONS = env_choice(
+    "DJANGO_DB_CONNECTIONS", ("PERSISTENT", "PER-REQUEST", "POOL"), default="persistent"
+)
 if USING_DIRECT_DATABASE:
     DATABASES = {"default": {**_direct, "CONN_MAX_AGE": 0}}
+elif DB_CONNECTIONS == "POOL":
+    DATABASES = {
+        "default": {
+            **_direct,
+            # A pool per worker process; CONN_MAX_AGE must stay 0 with Django's pool.
+            "CONN_MAX_AGE": 0,
+            "OPTIONS": {"pool": {"min_size": 1, "max_size": 4, "timeout": 10}},
+        }
+    }
 else:
     DATABASES = {
         "default": {
             **_pooled,
             # Persistent client connections to PgBouncer; PgBouncer multiplexes them.
-            "CONN_MAX_AGE": 60,
+            "CONN_MAX_AGE": 60 if DB_CONNECTIONS == "PERSISTENT" else 0,
             "CONN_HEALTH_CHECKS": True,
             # Named cursors live in a session, which transaction pooling does not give us.
             "DISABLE_SERVER_SIDE_CURSORS": True,

@@ -190,6 +190,55 @@ def test_manage_uses_direct_url_and_wsgi_uses_pooled(tmp_path):
     assert wsgi.stdout.split() == ["pgbouncer.invalid", "60", "True", "None"], wsgi.stderr
 
 
+@pytest.mark.parametrize(
+    ("mode", "host", "max_age", "pool"),
+    [
+        (None, "pgbouncer.invalid", "60", "False"),
+        ("persistent", "pgbouncer.invalid", "60", "False"),
+        ("per-request", "pgbouncer.invalid", "0", "False"),
+        ("pool", "postgres.invalid", "0", "True"),
+    ],
+)
+def test_db_connection_modes(tmp_path, mode, host, max_age, pool):
+    env = prod_env(
+        tmp_path,
+        DATABASE_URL="postgres://app:pw@pgbouncer.invalid:6432/orders",
+        DATABASE_DIRECT_URL="postgres://app:pw@postgres.invalid:5432/orders",
+        DJANGO_DB_CONNECTIONS=mode,
+    )
+    wsgi = wsgi_settings(
+        env,
+        "d = s.DATABASES['default']; print(d['HOST'], d['CONN_MAX_AGE'], 'pool' in d['OPTIONS'])",
+    )
+    assert wsgi.stdout.split() == [host, max_age, pool], wsgi.stderr
+
+
+def test_db_connection_pool_answers_queries(tmp_path):
+    """The pool mode really connects (psycopg_pool is installed) and reuses its connections:
+    six closes and re-opens see fewer than six server processes (max_size 4)."""
+    env = prod_env(tmp_path, DJANGO_DB_CONNECTIONS="pool")
+    result = wsgi_settings(
+        env,
+        "from django.db import connection, close_old_connections\n"
+        "ids = set()\n"
+        "for _ in range(6):\n"
+        "    with connection.cursor() as c:\n"
+        "        c.execute('SELECT pg_backend_pid()'); ids.add(c.fetchone()[0])\n"
+        "    close_old_connections(); connection.close()\n"
+        "print(type(connection.pool).__name__, len(ids))",
+    )
+    name, backends = result.stdout.split()
+    assert name == "ConnectionPool", result.stderr
+    assert int(backends) <= 4, result.stdout
+
+
+def test_db_connection_mode_is_checked(tmp_path):
+    result = manage(prod_env(tmp_path, DJANGO_DB_CONNECTIONS="sometimes"), "check")
+    assert result.returncode != 0
+    expected = "DJANGO_DB_CONNECTIONS is malformed: use one of PERSISTENT, PER-REQUEST, POOL"
+    assert expected in result.stderr, result.stderr
+
+
 @pytest.fixture
 def deploy_db():
     """A fresh database, as a new environment's first deploy sees it."""

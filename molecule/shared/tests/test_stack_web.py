@@ -141,6 +141,18 @@ def test_static_served_by_nginx_with_long_cache_and_gzip(host, site):
     assert plain[0] == 200 and "immutable" not in values(plain[1], "cache-control")[0]
 
 
+def test_static_precompressed_at_release_served_by_gzip_static(host, site):
+    """The release ships <file>.gz (gzip -9) and nginx sends that file as it is: its exact
+    size and a strong ETag (compressing on the fly sends a weak one and its own bytes)."""
+    path = _hashed_static(host, "admin/css/base.css")
+    gz = host.file(f"/srv/orders/current{path}.gz")
+    assert gz.is_file and 0 < gz.size < host.file(f"/srv/orders/current{path}").size
+    status, headers, _ = parse(curl(site, path, "-H", "Accept-Encoding: gzip", "-o", "/dev/null").stdout)
+    assert status == 200 and values(headers, "content-encoding") == ["gzip"]
+    assert values(headers, "content-length") == [str(gz.size)]
+    assert not values(headers, "etag")[0].startswith("W/")
+
+
 def test_healthz_through_nginx(site):
     status, _, body = parse(curl(site, "/healthz").stdout)
     assert status == 200
