@@ -97,6 +97,20 @@ def test_psql_through_pgbouncer_and_direct_and_roles_are_not_superuser(host, por
     assert out == f"{user}|orders|f|f|f"
 
 
+@pytest.mark.parametrize("port", [6432, 5432])
+def test_tables_the_app_creates_belong_to_the_owner_role(host, port):
+    """What migrate creates (direct) or a request would (through PgBouncer, transaction pooling)
+    is owned by orders, whichever login role made it: a later login role can use it."""
+    need(host, "db")
+    user, password = db_login(host)
+    out = host.check_output(
+        f"PGPASSWORD='{password}' psql -X -q -h 127.0.0.1 -p {port} -U {user} -d orders -At"
+        " -c 'create table probe_owner (id int); select tableowner from pg_tables where tablename = $$probe_owner$$;"
+        " drop table probe_owner'"
+    )
+    assert out == "orders"
+
+
 def test_owner_role_does_not_log_in(host):
     need(host, "db")
     out = host.check_output(
