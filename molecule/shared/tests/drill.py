@@ -32,6 +32,7 @@ def deploy(inventory: str, *args: str, vault: bool = True, playbook: str = "site
         cmd += ["-e", f"@{VAULT}", "--vault-password-file", str(VAULT_PASSWORD)]
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     env.pop("ANSIBLE_VAULT_PASSWORD_FILE", None)
+    env.pop("ANSIBLE_FORCE_COLOR", None)  # Molecule sets it, and it wins over ANSIBLE_NOCOLOR: plain text to search
     return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=900)
 
 
