@@ -33,12 +33,30 @@ def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _weak_key(value: str) -> bool:
+    # The same bar as Django's security.W009 and W025, so check --deploy stays clean.
+    return len(value) < 50 or len(set(value)) < 5 or value.startswith("django-insecure")
+
+
 def env_secret_key(key: str) -> str:
     value = _raw(key)
-    # The same bar as Django's security.W009, so check --deploy stays clean.
-    if len(value) < 50 or len(set(value)) < 5 or value.startswith("django-insecure"):
+    if _weak_key(value):
         raise _bad(key, "use at least 50 random characters (not 'django-insecure...')")
     return value
+
+
+def env_secret_key_fallbacks(key: str, current: str) -> list[str]:
+    """Previous secret keys, comma separated, still accepted for sessions and signed values
+    while a key rotation settles (Django's SECRET_KEY_FALLBACKS). Optional: empty or unset
+    means none."""
+    fallbacks = _csv(_raw(key, ""))
+    for n, value in enumerate(fallbacks, 1):
+        if _weak_key(value):
+            raise _bad(key, f"key {n} is weak: use at least 50 random characters"
+                            " (not 'django-insecure...')")
+        if value == current:
+            raise _bad(key, f"key {n} is the current DJANGO_SECRET_KEY; list only previous keys")
+    return fallbacks
 
 
 def env_hosts(key: str) -> list[str]:

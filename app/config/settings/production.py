@@ -13,11 +13,14 @@ from common.envcheck import (
     env_redis,
     env_release,
     env_secret_key,
+    env_secret_key_fallbacks,
 )
 
 from .base import *  # noqa: F401
 
 SECRET_KEY = env_secret_key("DJANGO_SECRET_KEY")
+# A key rotation keeps sessions and signed cookies made with the previous key valid.
+SECRET_KEY_FALLBACKS = env_secret_key_fallbacks("DJANGO_SECRET_KEY_FALLBACKS", SECRET_KEY)
 ALLOWED_HOSTS = env_hosts("DJANGO_ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env_origins("DJANGO_CSRF_TRUSTED_ORIGINS")
 RELEASE = env_release("DJANGO_RELEASE")

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
@@ -31,6 +32,7 @@ def deploy(inventory: str, *args: str, vault: bool = True, playbook: str = "site
         cmd += ["-e", f"@{VAULT}", "--vault-password-file", str(VAULT_PASSWORD)]
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     env.pop("ANSIBLE_VAULT_PASSWORD_FILE", None)
+    env.pop("ANSIBLE_FORCE_COLOR", None)  # Molecule sets it, and it wins over ANSIBLE_NOCOLOR: plain text to search
     return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=900)
 
 
@@ -39,17 +41,38 @@ def ca_file(hostvars: dict) -> str:
     return str(REPO / ".state" / hostvars["stack_env"] / "ca.crt")
 
 
-def https_get(address: str, domain: str, ca: str, path: str, headers: dict | None = None, *,
-              timeout: float = 5.0) -> tuple[int, bytes]:
-    """GET https://<domain><path>, connecting to ``address`` (SNI and Host are the domain)."""
+def https_request(address: str, domain: str, ca: str, method: str, path: str, *, headers: dict | None = None,
+                  body: bytes | None = None, timeout: float = 5.0) -> tuple[int, list, bytes]:
+    """``method`` https://<domain><path>, connecting to ``address`` (SNI and Host are the domain):
+    (status, response headers as (name, value) pairs, body)."""
     ctx = ssl.create_default_context(cafile=ca)
     with socket.create_connection((address, 443), timeout=timeout) as raw, \
             ctx.wrap_socket(raw, server_hostname=domain) as tls:
         conn = http.client.HTTPConnection(domain, timeout=timeout)
         conn.sock = tls
-        conn.request("GET", path, headers={"Host": domain, **(headers or {})})
+        conn.request(method, path, body=body, headers={"Host": domain, **(headers or {})})
         resp = conn.getresponse()
-        return resp.status, resp.read()
+        return resp.status, resp.getheaders(), resp.read()
+
+
+def https_get(address: str, domain: str, ca: str, path: str, headers: dict | None = None, *,
+              timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET https://<domain><path>, connecting to ``address`` (SNI and Host are the domain)."""
+    status, _, body = https_request(address, domain, ca, "GET", path, headers=headers, timeout=timeout)
+    return status, body
+
+
+def set_cookies(headers: list, jar: dict) -> None:
+    """Update ``jar`` (name -> value) from Set-Cookie response headers, as a browser would."""
+    for name, value in headers:
+        if name.lower() == "set-cookie":
+            cookie = SimpleCookie()
+            cookie.load(value)
+            for key, morsel in cookie.items():
+                if morsel["max-age"] == "0" or not morsel.value:
+                    jar.pop(key, None)
+                else:
+                    jar[key] = morsel.value
 
 
 @dataclass
@@ -63,6 +86,7 @@ class Stream:
     max_seconds: float = 60.0   # hard stop, whatever happens
     timeout: float = 5.0        # per request
     results: list = field(default_factory=list)  # (time, status or error name, release)
+    cookies: dict | None = None  # when a dict: sent with each request and kept up to date, like a browser
 
     def __post_init__(self):
         self._stop = threading.Event()
@@ -76,8 +100,13 @@ class Stream:
             t = time.monotonic()
             release = None
             try:
-                status, body = https_get(self.address, self.domain, self.ca, self.path, self.headers,
-                                         timeout=self.timeout)
+                headers = dict(self.headers)
+                if self.cookies:
+                    headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+                status, response_headers, body = https_request(
+                    self.address, self.domain, self.ca, "GET", self.path, headers=headers, timeout=self.timeout)
+                if self.cookies is not None:
+                    set_cookies(response_headers, self.cookies)
                 if self.path == "/healthz" and body.startswith(b"{"):
                     release = json.loads(body).get("release")
             except (OSError, http.client.HTTPException) as exc:

@@ -1,14 +1,17 @@
 """The data tier: PostgreSQL behind PgBouncer, Redis. Behaviour seen from the host.
 
-Secrets are read from the files the roles wrote on the host (root-only or group-only), so the
-tests need no copy of the vault.
+Secrets are read from the files the roles wrote on the hosts (root-only or group-only): Redis's
+auth.conf, and the app's env file on the (first) app host for the database login, since the
+db host keeps no password (PgBouncer's user list holds SCRAM verifiers). The tests need no copy
+of the vault.
 """
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import groups_of, need
+from conftest import groups_of, inventory_groups, need, other_host
 
 
 def _userlist(host):
@@ -16,9 +19,27 @@ def _userlist(host):
     return dict(re.findall(r'^"([^"]+)" "([^"]*)"$', text, re.M))
 
 
+def app_env(host) -> dict:
+    """The live release's env file on this host, or on the first app host."""
+    app = host if "app" in groups_of(host) else other_host(inventory_groups(host)["app"][0])
+    text = app.check_output("cat /srv/orders/current/env")
+    return dict(re.findall(r"^([A-Z_]+)='(.*)'$", text, re.M))
+
+
+def db_login(host) -> tuple[str, str]:
+    """(login role, password) the app uses."""
+    url = urlsplit(app_env(host)["DATABASE_URL"])
+    return url.username, url.password
+
+
+def redis_passwords(host) -> list[str]:
+    text = host.file("/etc/redis/auth.conf").content_string
+    line = re.search(r"^user default .*$", text, re.M).group(0)
+    return re.findall(r">(\S+)", line)
+
+
 def _redis_password(host):
-    text = host.file("/etc/redis/redis.conf").content_string
-    return re.search(r"^requirepass (\S+)$", text, re.M).group(1)
+    return redis_passwords(host)[0]
 
 
 @pytest.mark.parametrize("unit", ["postgresql@*-main.service", "pgbouncer.service"])
@@ -58,20 +79,62 @@ def test_redis_bind(host):
     assert "0.0.0.0:6379" not in listening and "*:6379" not in listening
 
 
-def test_psql_through_pgbouncer_and_role_is_not_superuser(host):
+ROLE_CHECK = (
+    "\"select session_user, current_user, bool_or(rolsuper), bool_or(rolcreatedb), bool_or(rolcreaterole)"
+    " from pg_roles where rolname in (session_user, current_user)\""
+)
+
+
+@pytest.mark.parametrize("port", [6432, 5432])
+def test_psql_through_pgbouncer_and_direct_and_roles_are_not_superuser(host, port):
+    """The app logs in as its login role (orders_r<N>); its sessions act as the owner role."""
     need(host, "db")
-    user, password = next((u, p) for u, p in _userlist(host).items() if u != "postgres")
+    user, password = db_login(host)
+    assert re.fullmatch(r"orders_r\d+", user), user
     out = host.check_output(
-        f"PGPASSWORD='{password}' psql -X -h 127.0.0.1 -p 6432 -U {user} -d {user} -Atc "
-        "\"select current_user, rolsuper, rolcreatedb, rolcreaterole from pg_roles where rolname = current_user\""
+        f"PGPASSWORD='{password}' psql -X -h 127.0.0.1 -p {port} -U {user} -d orders -Atc {ROLE_CHECK}"
     )
-    assert out == f"{user}|f|f|f"
+    assert out == f"{user}|orders|f|f|f"
+
+
+@pytest.mark.parametrize("port", [6432, 5432])
+def test_tables_the_app_creates_belong_to_the_owner_role(host, port):
+    """What migrate creates (direct) or a request would (through PgBouncer, transaction pooling)
+    is owned by orders, whichever login role made it: a later login role can use it."""
+    need(host, "db")
+    user, password = db_login(host)
+    out = host.check_output(
+        f"PGPASSWORD='{password}' psql -X -q -h 127.0.0.1 -p {port} -U {user} -d orders -At"
+        " -c 'create table probe_owner (id int); select tableowner from pg_tables where tablename = $$probe_owner$$;"
+        " drop table probe_owner'"
+    )
+    assert out == "orders"
+
+
+def test_owner_role_does_not_log_in(host):
+    need(host, "db")
+    out = host.check_output(
+        "runuser -u postgres -- psql -X -Atc \"select rolcanlogin, rolpassword is null from pg_authid where rolname = 'orders'\""
+    )
+    assert out == "f|t"
+    _, password = db_login(host)
+    cmd = host.run(f"PGPASSWORD='{password}' psql -X -h 127.0.0.1 -p 5432 -U orders -d orders -Atc 'select 1'")
+    assert cmd.rc != 0 and "password authentication failed" in cmd.stderr
+
+
+def test_pgbouncer_keeps_no_password_only_scram_verifiers(host):
+    need(host, "db")
+    users = {u: p for u, p in _userlist(host).items() if u != "postgres"}
+    assert list(users) == [db_login(host)[0]]  # only the current login role
+    assert all(p.startswith("SCRAM-SHA-256$4096:") for p in users.values()), "plain-text password in userlist.txt"
+    _, password = db_login(host)
+    assert password not in host.file("/etc/pgbouncer/userlist.txt").content_string
 
 
 def test_pgbouncer_refuses_a_wrong_password(host):
     need(host, "db")
-    user = next(u for u in _userlist(host) if u != "postgres")
-    cmd = host.run(f"PGPASSWORD=wrong psql -X -h 127.0.0.1 -p 6432 -U {user} -d {user} -Atc 'select 1'")
+    user = db_login(host)[0]
+    cmd = host.run(f"PGPASSWORD=wrong psql -X -h 127.0.0.1 -p 6432 -U {user} -d orders -Atc 'select 1'")
     assert cmd.rc != 0
     assert "password authentication failed" in cmd.stderr or "SASL authentication failed" in cmd.stderr
 
@@ -113,6 +176,15 @@ def test_redis_refuses_without_password_and_answers_with_it(host):
     assert authed.stdout.strip() == "PONG"
 
 
+def test_redis_accepts_only_the_apps_password_and_its_config_holds_none(host):
+    """auth.conf holds the password (one, outside a rotation); redis.conf only includes it."""
+    need(host, "cache")
+    assert redis_passwords(host) == [urlsplit(app_env(host)["REDIS_URL"]).password]
+    conf = host.file("/etc/redis/redis.conf").content_string
+    assert "include /etc/redis/auth.conf" in conf
+    assert "requirepass" not in conf and ">" not in conf
+
+
 def test_redis_memory_policy(host):
     need(host, "cache")
     pw = _redis_password(host)
@@ -128,6 +200,7 @@ def test_redis_memory_policy(host):
     [
         ("/etc/pgbouncer/userlist.txt", "postgres", "postgres", 0o640),
         ("/etc/redis/redis.conf", "redis", "redis", 0o640),
+        ("/etc/redis/auth.conf", "redis", "redis", 0o640),
     ],
 )
 def test_secret_files_modes(host, path, owner, group, mode):

@@ -1,0 +1,282 @@
+"""Secret rotation under load (issue 6), on the all-in-one scenario.
+
+Each secret changes with one `make deploy` (the real ansible/site.yml, the new value given as an
+extra var as the vault would give it) while streams of requests that use it run: zero failed
+requests, the new secret works, and once the run is over the old one is refused. Every test ends
+by deploying the scenario's own secrets again, which is one more rotation.
+
+No run prints a secret: every deploy here (`make deploy`, and with -v) and `make check`'s
+--check --diff are searched for each secret, old and new, and for the vault's own values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from urllib.parse import urlencode, urlsplit
+
+from test_stack_web import _token
+
+from drill import VAULT, VAULT_PASSWORD, Stream, deploy, https_request, set_cookies
+
+ADMIN_USER, ADMIN_PASSWORD = "drill-secrets", "drill-secrets-password-0123456789"
+
+
+def new_secret(n: int = 32) -> str:
+    """A password as the vault example says to make one (URL-safe: it goes into URLs)."""
+    return secrets.token_urlsafe(n)
+
+
+def extra(**values) -> list[str]:
+    return ["-e", json.dumps(values)]
+
+
+def live_env(host) -> dict:
+    text = host.check_output("cat /srv/orders/current/env")
+    return dict(re.findall(r"^([A-Z_]+)='(.*)'$", text, re.M))
+
+
+def db_login(host) -> tuple[str, str]:
+    url = urlsplit(live_env(host)["DATABASE_URL"])
+    return url.username, url.password
+
+
+def psql(host, user: str, password: str, port: int):
+    return host.run(f"PGPASSWORD='{password}' psql -X -h 127.0.0.1 -p {port} -U {user} -d orders "
+                    "-Atc 'select session_user, current_user'")
+
+
+def redis_ping(host, password: str) -> str:
+    cmd = host.run(f"REDISCLI_AUTH='{password}' redis-cli -h 127.0.0.1 --no-auth-warning ping")
+    return (cmd.stdout + cmd.stderr).strip()
+
+
+def vault_values() -> dict:
+    """The demo vault's own secrets (each value is an inline !vault string)."""
+    import yaml
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!vault", lambda loader, node: loader.construct_scalar(node))
+    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.read_bytes().strip()))])
+    data = yaml.load(VAULT.read_text(), Loader=Loader)
+    return {k: vault.decrypt(v).decode() for k, v in data.items() if k.startswith("vault_")}
+
+
+def plain(run) -> str:
+    """The run's stdout and stderr without colour codes (drill.deploy asks for none anyway)."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)
+
+
+def assert_no_secret(run, values: dict) -> None:
+    """None of ``values`` (name -> secret), nor any of the vault's, is in the run's stdout or stderr."""
+    values = {**vault_values(), **values}
+    output = plain(run)
+
+    def masked(line: str) -> str:  # the report names secrets, never shows them
+        for name, value in values.items():
+            line = line.replace(value, f"<{name}>")
+        return line[:200]
+
+    leaked = {name: [masked(line) for line in output.splitlines() if value in line]
+              for name, value in values.items() if value and value in output}
+    assert not leaked, f"secrets in Ansible's output: {leaked}"
+
+
+def demo_order(host) -> tuple[dict, str]:
+    """(auth header of demo0003, path of one of its orders): the order detail reads the token
+    (Redis, then PostgreSQL) and the order (PostgreSQL through PgBouncer)."""
+    order = host.check_output(
+        "orders-manage shell -c \"from apps.orders.models import Order; "
+        "print(Order.objects.filter(user__username='demo0003').order_by('id').first().id)\"").splitlines()[-1]
+    return {"Authorization": f"Bearer {_token(host, 'demo0003')}"}, f"/api/orders/{order}/"
+
+
+def streams(address, domain, ca, host):
+    auth, order = demo_order(host)
+    return (Stream(address, domain, ca, rate=10, max_seconds=700, timeout=10),
+            Stream(address, domain, ca, path=order, headers=auth, rate=5, max_seconds=700, timeout=10))
+
+
+def check(run) -> None:
+    """The run succeeded (on failure, its output's end; never the command line, which holds secrets)."""
+    ok = run.returncode == 0
+    assert ok, run.stdout[-3000:] + run.stderr[-2000:]
+
+
+def test_db_password_rotation_has_no_window_and_retires_the_old_login(all_in_one):
+    """New vault_db_password, one deploy (`make deploy ARGS=-v`): a new login role while the old
+    one still works; once every app host switched, the old login is refused through PgBouncer and
+    directly. A rollback afterwards still works: the release it goes back to gets the current login."""
+    host, address, domain, ca = all_in_one
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    old_user, old_password = db_login(host)
+    new_password = new_secret()
+    before = host.check_output("readlink /srv/orders/current")
+    health, orders = streams(address, domain, ca, host)
+    try:
+        with health, orders:
+            time.sleep(2)
+            run = deploy(inventory, "-v", *extra(stack_db_password=new_password))
+            rollback = deploy(inventory, playbook="rollback.yml") if run.returncode == 0 else None
+            time.sleep(3)
+        check(run)
+        assert_no_secret(run, {"old": old_password, "new": new_password})
+        assert len(health.results) > 100 and len(orders.results) > 50
+        assert health.failures() == [], health.statuses()
+        assert orders.failures() == [], orders.statuses()
+        assert len(health.releases()) >= 2, health.releases()
+
+        new_user, password = db_login(host)
+        assert (password, new_user != old_user) == (new_password, True), new_user
+        for port in (6432, 5432):  # PgBouncer, PostgreSQL
+            assert psql(host, new_user, new_password, port).stdout.strip() == f"{new_user}|orders"
+            refused = psql(host, old_user, old_password, port)
+            # PostgreSQL: no hba entry (the role is gone); PgBouncer: not in its user list
+            why = refused.stderr
+            assert refused.rc != 0, f"the old login still works on port {port}"
+            assert any(m in why for m in ("pg_hba.conf entry", "authentication")), why
+        assert host.check_output(
+            f"runuser -u postgres -- psql -X -Atc \"select count(*) from pg_roles where rolname = '{old_user}'\"") == "0"
+
+        check(rollback)
+        assert host.check_output("readlink /srv/orders/current") == before
+        assert db_login(host) == (new_user, new_password)  # the rolled-back release logs in as the current role
+        assert https_request(address, domain, ca, "GET", "/healthz")[0] == 200
+    finally:
+        restore = deploy(inventory)  # the scenario's own password: one more rotation
+    check(restore)
+    assert_no_secret(restore, {"old": new_password})
+    assert db_login(host)[1] == old_password
+
+
+def test_redis_password_rotation_has_no_window_and_restarts_nothing(all_in_one):
+    """New vault_redis_password, one deploy: Redis accepts both passwords live (ACL SETUSER, no
+    restart, so the cache stays) while the app switches, then only the new one."""
+    host, address, domain, ca = all_in_one
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    old_password = urlsplit(live_env(host)["REDIS_URL"]).password
+    new_password = new_secret()
+    redis_pid = host.check_output("systemctl show -P MainPID redis-server")
+    health, orders = streams(address, domain, ca, host)
+    try:
+        with health, orders:
+            time.sleep(2)
+            run = deploy(inventory, *extra(stack_redis_password=new_password))
+            time.sleep(3)
+        check(run)
+        assert_no_secret(run, {"old": old_password, "new": new_password})
+        assert len(health.results) > 100 and len(orders.results) > 50
+        assert health.failures() == [], health.statuses()
+        assert orders.failures() == [], orders.statuses()
+        assert len(health.releases()) == 2, health.releases()
+
+        assert urlsplit(live_env(host)["REDIS_URL"]).password == new_password
+        assert redis_ping(host, new_password) == "PONG"
+        assert "WRONGPASS" in redis_ping(host, old_password)
+        assert host.check_output("systemctl show -P MainPID redis-server") == redis_pid, "Redis restarted"
+    finally:
+        restore = deploy(inventory, "-v")
+    check(restore)
+    assert_no_secret(restore, {"old": new_password})
+    assert redis_ping(host, old_password) == "PONG"
+    assert "WRONGPASS" in redis_ping(host, new_password)
+
+
+def admin_login(address, domain, ca, host) -> dict:
+    """A staff session through nginx, as a browser gets it: the cookie jar."""
+    host.run(f"DJANGO_SUPERUSER_PASSWORD={ADMIN_PASSWORD} orders-manage createsuperuser --noinput "
+             f"--username {ADMIN_USER} --email drill-secrets@example.com")  # fails harmlessly when it exists
+    jar: dict = {}
+    status, headers, page = https_request(address, domain, ca, "GET", "/admin/login/")
+    assert status == 200
+    set_cookies(headers, jar)
+    csrf = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1).decode()
+    body = urlencode({"csrfmiddlewaretoken": csrf, "username": ADMIN_USER, "password": ADMIN_PASSWORD,
+                      "next": "/admin/"}).encode()
+    status, headers, _ = https_request(
+        address, domain, ca, "POST", "/admin/login/",
+        headers={"Cookie": f"csrftoken={jar['csrftoken']}", "Referer": f"https://{domain}/admin/login/",
+                 "Content-Type": "application/x-www-form-urlencoded"}, body=body)
+    assert status == 302, "admin login failed"
+    set_cookies(headers, jar)
+    assert "sessionid" in jar
+    return jar
+
+
+def admin_status(address, domain, ca, jar: dict) -> int:
+    cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
+    return https_request(address, domain, ca, "GET", "/admin/", headers={"Cookie": cookie})[0]
+
+
+def test_django_key_rotation_keeps_sessions_with_the_fallback(all_in_one):
+    """New vault_django_secret_key with the old one as django_app_secret_key_previous: an admin
+    session made before the deploy keeps working through it (Django moves it to the new key);
+    a rotation without the fallback (back to the scenario's key) logs that session out."""
+    host, address, domain, ca = all_in_one
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    old_key = live_env(host)["DJANGO_SECRET_KEY"]
+    new_key = new_secret(50)
+    jar = admin_login(address, domain, ca, host)
+    assert admin_status(address, domain, ca, jar) == 200
+    first_session = jar["sessionid"]
+    # sessions count against the per-client-address rate limit: a gentle rate
+    admin = Stream(address, domain, ca, path="/admin/", cookies=jar, rate=2, max_seconds=700, timeout=10)
+    health = Stream(address, domain, ca, rate=10, max_seconds=700, timeout=10)
+    restored = False
+    try:
+        with admin, health:
+            time.sleep(2)
+            run = deploy(inventory, *extra(django_app_secret_key=new_key, django_app_secret_key_previous=old_key))
+            time.sleep(3)
+        check(run)
+        assert_no_secret(run, {"old": old_key, "new": new_key})
+        assert len(admin.results) > 20 and len(health.results) > 100
+        assert admin.failures() == [], admin.statuses()
+        assert health.failures() == [], health.statuses()
+        assert len(health.releases()) == 2, health.releases()
+        env = live_env(host)
+        assert (env["DJANGO_SECRET_KEY"], env["DJANGO_SECRET_KEY_FALLBACKS"]) == (new_key, old_key)
+        assert jar["sessionid"] != first_session  # the session moved to the new key
+        assert admin_status(address, domain, ca, jar) == 200
+
+        restore = deploy(inventory)  # back to the scenario's key, without a fallback
+        restored = True
+        check(restore)
+        assert_no_secret(restore, {"old": new_key})
+        assert live_env(host)["DJANGO_SECRET_KEY"] == old_key
+        assert admin_status(address, domain, ca, jar) == 302  # made under new_key: logged out
+    finally:
+        if not restored:
+            check(deploy(inventory))
+
+
+def test_no_secret_in_check_diff_output(all_in_one):
+    """`make check` (--check --diff) with every secret changed: no secret, old or new, shows in
+    its diffs or results. (The deploys of the tests above are searched the same way.)"""
+    host, _, _, _ = all_in_one
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    env = live_env(host)
+    values = {"live db": urlsplit(env["DATABASE_URL"]).password,
+              "live redis": urlsplit(env["REDIS_URL"]).password,
+              "live key": env["DJANGO_SECRET_KEY"]}
+    new = {"stack_db_password": new_secret(), "stack_redis_password": new_secret(),
+           "redis_previous_password": new_secret(), "django_app_secret_key": new_secret(50),
+           "django_app_secret_key_previous": env["DJANGO_SECRET_KEY"]}
+    values.update({f"new {k}": v for k, v in new.items()})
+    assert all(len(v) >= 16 for v in values.values()), "a secret to look for is missing"
+
+    dry = deploy(inventory, "--check", "--diff", *extra(**new))
+    check(dry)
+    assert_no_secret(dry, values)
+    # the probe is live: the dry run planned the new release and the files that hold the secrets
+    for task in ("postgresql : New login role", "redis : Auth configuration", "django_app : Env file of the release"):
+        planned = re.search(r"TASK \[" + re.escape(task) + r"[^\n]*\n(changed|skipping|ok)", plain(dry))
+        assert planned and planned.group(1) == "changed", f"the check did not plan {task!r}: the probe proves nothing"
+    # and changed nothing
+    assert urlsplit(live_env(host)["REDIS_URL"]).password == values["live redis"]
