@@ -353,15 +353,11 @@ def main() -> int:
             restore()
 
 
-def measure(args, tokens, addr) -> int:
-    prod = Site(args.host, 443, cafile_of(args))
-    base = Site(args.host, args.baseline_port, cafile_of(args))
-    orders, static, release = discover(prod, tokens)
-    log(f"{args.host} = {addr}, {len(tokens)} demo users, release {release}, static {static}")
-
+def run_meta(env: str) -> dict:
+    """Where and when a run happened: environment, date, commit (and uncommitted changes), load."""
     git = ["git", "-C", str(REPO)]
-    meta = {
-        "env": args.env,
+    return {
+        "env": env,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": subprocess.run(
             [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
@@ -371,9 +367,20 @@ def measure(args, tokens, addr) -> int:
                 [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=False
             ).stdout.strip()
         ),
-        "release": release,
         "cpus": os.cpu_count(),
         "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def measure(args, tokens, addr) -> int:
+    prod = Site(args.host, 443, cafile_of(args))
+    base = Site(args.host, args.baseline_port, cafile_of(args))
+    orders, static, release = discover(prod, tokens)
+    log(f"{args.host} = {addr}, {len(tokens)} demo users, release {release}, static {static}")
+
+    meta = {
+        **run_meta(args.env),
+        "release": release,
         "python": platform.python_version(),
         "wrk": {"threads": args.threads, "connections": args.connections},
         "hey": {"processes": args.hey_procs, "workers": args.hey_workers},

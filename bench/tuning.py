@@ -322,21 +322,9 @@ def main() -> int:
     stack = Stack(args.env, state / "bench" / "tuning-ansible.log")
     stack.logfile.write_text("")
     started = time.monotonic()
-    git = ["git", "-C", str(REPO)]
     meta = {
-        "env": args.env,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": subprocess.run(
-            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip(),
-        "dirty": bool(
-            subprocess.run(
-                [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=False
-            ).stdout.strip()
-        ),
+        **bench.run_meta(args.env),
         "release_before": release,
-        "cpus": os.cpu_count(),
-        "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "rounds": args.rounds,
         "duration_s": args.duration,
         "threads": args.threads,
