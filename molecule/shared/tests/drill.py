@@ -1,4 +1,5 @@
-"""Tools of the drills: a bounded request stream, and `make deploy` against the scenario.
+"""Tools of the drills: a bounded request stream, `make deploy` against the scenario, and
+copies of the app with a planted fault (new app versions that must not go live).
 
 The stream shows what clients see while something breaks or changes: every request's status
 (or the connection error) and, for /healthz, the release id that answered. It is aimed only at
@@ -10,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -21,6 +23,7 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
+APP = REPO / "app"
 VAULT = REPO / "inventories" / "local" / "group_vars" / "all" / "vault.yml"
 VAULT_PASSWORD = REPO / "inventories" / "local" / "vault-password.txt"
 
@@ -34,6 +37,45 @@ def deploy(inventory: str, *args: str, vault: bool = True, playbook: str = "site
     env.pop("ANSIBLE_VAULT_PASSWORD_FILE", None)
     env.pop("ANSIBLE_FORCE_COLOR", None)  # Molecule sets it, and it wins over ANSIBLE_NOCOLOR: plain text to search
     return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=900)
+
+
+def app_variant(dest: Path, append: dict[str, str]) -> Path:
+    """A copy of app/ at ``dest`` with text appended to some of its files (created if missing).
+
+    Deployed with ``-e django_app_source_dir=<dest>``: the role builds its wheel from the copy,
+    so it is a new app version with a release id of its own; app/ itself is never touched.
+    """
+    shutil.copytree(APP, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "build", "*.egg-info",
+                                                             ".pytest_cache"))
+    for relative, text in append.items():
+        with open(dest / relative, "a", encoding="utf-8") as f:
+            f.write(text)
+    return dest
+
+
+# A migration that fails (the table does not exist): its release must not go live.
+FAILING_MIGRATION = {"apps/orders/migrations/0002_drill_fails.py": """
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("orders", "0001_initial")]
+    operations = [migrations.RunSQL("UPDATE drill_no_such_table SET x = 1", migrations.RunSQL.noop)]
+"""}
+
+# Gunicorn cannot import the app at all: any start of it fails, the side-socket check included.
+FAILS_TO_START = {"config/wsgi.py": """
+raise RuntimeError("drill: this release cannot start")
+"""}
+
+# Starts on the deploy's side socket, fails only under the live service: a stand-in for faults
+# that only the real service shows (its sandbox, its socket unit, preload). Where Gunicorn was
+# started by the socket unit (LISTEN_FDS set) every worker exits at once with Gunicorn's "failed
+# to boot" status, so the master, which has already told systemd it is ready, gives up.
+FAILS_UNDER_SOCKET_ACTIVATION = {"config/wsgi.py": """
+if os.environ.get("LISTEN_FDS"):
+    os.register_at_fork(after_in_child=lambda: os._exit(3))
+"""}
 
 
 def ca_file(hostvars: dict) -> str:

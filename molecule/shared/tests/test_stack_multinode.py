@@ -1,6 +1,7 @@
 """Split topology: nginx on a web host balances over every app host, fails over when one
 stops, never sends a POST twice, and an order made through it is read back through either
-app host. Runs on web hosts that proxy over TCP to two or more app hosts; skipped elsewhere.
+app host; a release that fails on the first app host of the rolling deploy stops the roll-out.
+Runs on web hosts that proxy over TCP to two or more app hosts; skipped elsewhere.
 
 Which app host answered is read from the app hosts' own journals (one JSON line per request),
 never from a response header.
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import time
 import uuid
 
 import pytest
+from drill import FAILS_UNDER_SOCKET_ACTIVATION, Stream, app_variant, deploy
 from test_stack_web import REPO, _in_stock_product, _token, create_order, curl, parse
 
 from conftest import address_of, groups_of, inventory_groups, other_host
@@ -67,9 +70,9 @@ def _wait_until_serving(app):
     raise AssertionError(f"{app.backend.get_hostname()} did not come back")
 
 
-def test_requests_spread_over_every_app_host(site, app_hosts):
+def _spread(site, app_hosts, count: int = 20) -> dict[str, set[int]]:
+    """Send ``count`` marked requests through nginx; which of them each app host answered."""
     marker = f"probe-spread-{uuid.uuid4().hex[:12]}"
-    count = 20
     for i in range(count):
         status, _, _ = parse(curl(site, f"/{marker}-{i}", "-o", "/dev/null").stdout)
         assert status == 404
@@ -80,7 +83,12 @@ def test_requests_spread_over_every_app_host(site, app_hosts):
             break
         time.sleep(0.5)
     assert set().union(*seen.values()) == set(range(count)), seen
-    assert all(seen.values()), f"an app host got none of {count} requests: {seen}"
+    return seen
+
+
+def test_requests_spread_over_every_app_host(site, app_hosts):
+    seen = _spread(site, app_hosts)
+    assert all(seen.values()), f"an app host got none of the requests: {seen}"
 
 
 def test_order_round_trip_across_app_hosts(site, app_hosts):
@@ -135,3 +143,55 @@ def test_one_app_host_down_site_answers_and_posts_are_not_retried(host, site, ap
         victim.run(f"systemctl start {UNITS}")
     _wait_until_serving(victim)
     assert victim.service("orders-gunicorn.service").is_running
+
+
+def _current(app) -> str:
+    return app.check_output("readlink /srv/orders/current").rsplit("/", 1)[-1]
+
+
+def _releases(app) -> set[str]:
+    return set(app.check_output("ls -1 /srv/orders/releases").split())
+
+
+def test_release_failing_on_the_first_app_host_stops_the_rollout(host, site, app_hosts, tmp_path):
+    """A release that passes every check before the switch but dies under the live service
+    (drill.FAILS_UNDER_SOCKET_ACTIVATION) on the first app host of the serial roll-out: the run
+    fails saying so, that host is switched back and put back into nginx's rotation, the next app
+    host is never switched nor restarted, the release is removed from both, and a /healthz
+    stream through the web host sees no failed request. The scenario's release is deployed again."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    web = host.backend.get_hostname()
+    (first, first_host), (second, second_host) = list(app_hosts.items())[:2]
+    site_file = f"/etc/nginx/sites-available/{site['domain']}.conf"
+    before = {name: _current(app) for name, app in app_hosts.items()}
+    kept = {name: _releases(app) for name, app in app_hosts.items()}
+    started = "systemctl show -p ActiveEnterTimestampMonotonic,MainPID orders-gunicorn.service"
+    second_started = second_host.check_output(started)
+    upstream = host.check_output(f"sha256sum {site_file}")
+    source = app_variant(tmp_path / "app", FAILS_UNDER_SOCKET_ACTIVATION)
+    try:
+        with Stream(site["address"], site["domain"], site["ca"], rate=10, max_seconds=600, timeout=40) as s:
+            time.sleep(2)
+            run = deploy(inventory, "-e", f"django_app_source_dir={source}")
+            time.sleep(3)
+        output = " ".join((run.stdout + run.stderr).split())
+        assert run.returncode != 0, output[-3000:]
+        said = re.search(
+            rf"The roll-out stopped at {first}: Release ([0-9a-f]{{12}}) failed after the switch on {first} .*"
+            rf"Switched back to {before[first]}, which answers again\. The failed release was removed from "
+            rf"{first}, {second}\. .*{first} is back in rotation on {web}\. "
+            rf"Not switched \(they keep their release and were not restarted\): {second}\.", output)
+        assert said, output[-4000:]
+        assert said.group(1) not in set(before.values())
+        assert len(s.results) > 50
+        assert s.failures() == [], s.statuses()
+        assert s.releases() == set(before.values()), s.releases()
+        assert {name: _current(app) for name, app in app_hosts.items()} == before
+        assert second_host.check_output(started) == second_started, f"{second} was restarted"
+        assert {name: _releases(app) for name, app in app_hosts.items()} == kept, "the failed release is left"
+        # back in rotation: the upstream is byte for byte as before, and requests reach the host
+        assert host.check_output(f"sha256sum {site_file}") == upstream
+        assert _spread(site, app_hosts)[first], f"{first} gets no requests"
+    finally:
+        assert deploy(inventory).returncode == 0
+    assert {name: _current(app) for name, app in app_hosts.items()} == before
