@@ -17,10 +17,10 @@ import time
 import uuid
 
 import pytest
-from drill import FAILS_UNDER_SOCKET_ACTIVATION, Stream, app_variant, deploy
 from test_stack_web import REPO, _in_stock_product, _token, create_order, curl, parse
 
 from conftest import address_of, groups_of, inventory_groups, other_host
+from drill import FAILS_UNDER_SOCKET_ACTIVATION, Stream, app_variant, deploy
 
 UNITS = "orders-gunicorn.socket orders-gunicorn.service"
 PROBE_UNIT = "probe-upstream-502"
@@ -161,7 +161,7 @@ def test_release_failing_on_the_first_app_host_stops_the_rollout(host, site, app
     stream through the web host sees no failed request. The scenario's release is deployed again."""
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     web = host.backend.get_hostname()
-    (first, first_host), (second, second_host) = list(app_hosts.items())[:2]
+    (first, _), (second, second_host) = list(app_hosts.items())[:2]
     site_file = f"/etc/nginx/sites-available/{site['domain']}.conf"
     before = {name: _current(app) for name, app in app_hosts.items()}
     kept = {name: _releases(app) for name, app in app_hosts.items()}
