@@ -28,12 +28,19 @@ VAULT = REPO / "inventories" / "local" / "group_vars" / "all" / "vault.yml"
 VAULT_PASSWORD = REPO / "inventories" / "local" / "vault-password.txt"
 
 
-def deploy(inventory: str, *args: str, vault: bool = True, playbook: str = "site.yml") -> subprocess.CompletedProcess:
-    """Run an ansible/ playbook as `make deploy` does, against the scenario's (or a copied) inventory."""
+def deploy(inventory: str, *args: str, vault: bool = True, playbook: str = "site.yml",
+           json_results: bool = False) -> subprocess.CompletedProcess:
+    """Run an ansible/ playbook as `make deploy` does, against the scenario's (or a copied) inventory.
+
+    ``json_results``: task results as one-line JSON, so a failure message can be searched as the
+    play wrote it (the YAML results and the [ERROR] lines wrap long lines, even inside words).
+    """
     cmd = ["ansible-playbook", "-i", inventory, str(REPO / "ansible" / playbook), *args]
     if vault:
         cmd += ["-e", f"@{VAULT}", "--vault-password-file", str(VAULT_PASSWORD)]
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    if json_results:
+        env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"
     env.pop("ANSIBLE_VAULT_PASSWORD_FILE", None)
     env.pop("ANSIBLE_FORCE_COLOR", None)  # Molecule sets it, and it wins over ANSIBLE_NOCOLOR: plain text to search
     return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=900)
