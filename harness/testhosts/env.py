@@ -143,6 +143,7 @@ class Environment:
         self.proxy.up()
         images = {d: self.images.ensure(d) for d in sorted({h.distro for h in spec.hosts})}
         self.images.prune(keep=set(images.values()))
+        self.proxy.refresh(sorted(images))
         net.bridge_up(spec)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "spec.json").write_text(spec.to_json())
