@@ -57,12 +57,24 @@ CHOICES = [
         "tag": "app",
         "measure": "wrk",
         "endpoint": "order detail",
-        # every variant is a release of its own: keep them all, so switching back is quick
-        "common": {"django_app_keep_releases": 5},
+        # every variant is a release of its own: keep them all, so switching back is quick; with
+        # the detail's response cache off, or a warm detail would make no query to measure
+        "common": {"django_app_keep_releases": 5, "django_app_order_detail_cache_seconds": 0},
         "variants": [
             ("persistent, through PgBouncer", {}),
             ("per request, through PgBouncer", {"django_app_db_connections": "per-request"}),
             ("psycopg pool, straight to PostgreSQL", {"django_app_db_connections": "pool"}),
+        ],
+    },
+    {
+        "name": "Order detail cache",
+        "tag": "app",
+        "measure": "wrk",
+        "endpoint": "order detail",
+        "common": {"django_app_keep_releases": 5},
+        "variants": [
+            ("cached per order in Redis (300 s)", {}),
+            ("off (the seed's two queries every time)", {"django_app_order_detail_cache_seconds": 0}),
         ],
     },
     {

@@ -57,6 +57,26 @@ def safe_get(key: str, default=None):
         return default
 
 
+def safe_get_many(keys: list[str]) -> dict:
+    """One round trip (MGET) for several keys; {} while Redis is down."""
+    if not redis_available():
+        return {}
+    try:
+        return cache.get_many(keys)
+    except (RedisError, OSError) as exc:
+        mark_redis_down(exc, "get_many")
+        return {}
+
+
+def safe_set_many(values: dict, timeout: int | None = None) -> None:
+    if not values or not redis_available():
+        return
+    try:
+        cache.set_many(values, timeout)
+    except (RedisError, OSError) as exc:
+        mark_redis_down(exc, "set_many")
+
+
 def safe_set(key: str, value, timeout: int | None = None) -> None:
     if not redis_available():
         return

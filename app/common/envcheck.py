@@ -99,6 +99,13 @@ def env_choice(key: str, choices: tuple[str, ...], default=_MISSING) -> str:
     return value
 
 
+def env_int(key: str, minimum: int, default=_MISSING) -> int:
+    value = str(_raw(key, default))
+    if not value.isdigit() or int(value) < minimum:
+        raise _bad(key, f"use a whole number, at least {minimum}")
+    return int(value)
+
+
 def env_bool(key: str, default=_MISSING) -> bool:
     value = _raw(key, default)
     if isinstance(value, bool):

@@ -1,9 +1,9 @@
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 
 from common.api import ApiError, api_view, parse_json_object
 
-from . import selectors, services
+from . import caching, selectors, services
 from .serializers import order_data
 
 
@@ -48,4 +48,6 @@ def order_list(request):
 
 @api_view(("GET",))
 def order_detail(request, pk: int):
-    return JsonResponse(order_data(selectors.order_for_user(request.user, pk)))
+    return HttpResponse(
+        caching.order_detail_json(request.user, pk), content_type="application/json"
+    )

@@ -4,7 +4,9 @@ newcomer following the Django docs would run them. Never used by the production 
 - Django's default connection handling: a new connection per request (CONN_MAX_AGE = 0),
   straight to PostgreSQL (DATABASE_DIRECT_URL), no PgBouncer.
 - Static files served by the app (config.urls_baseline, django.views.static.serve).
-Everything else (middleware, cache, rate limits, security settings) is production's."""
+- Django's own Redis cache backend (a new redis-py client per cache call), and no cached
+  order detail responses.
+Everything else (middleware, cache server, rate limits, security settings) is production's."""
 
 from common.envcheck import env_db
 
@@ -18,3 +20,5 @@ DATABASES = {
     }
 }
 ROOT_URLCONF = "config.urls_baseline"
+CACHES["default"]["BACKEND"] = "django.core.cache.backends.redis.RedisCache"  # noqa: F405
+ORDER_DETAIL_CACHE_TIMEOUT = 0

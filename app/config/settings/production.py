@@ -7,6 +7,7 @@ from common.envcheck import (
     env_choice,
     env_db,
     env_hosts,
+    env_int,
     env_origins,
     env_path,
     env_proxies,
@@ -30,6 +31,8 @@ MEDIA_ROOT = env_path("DJANGO_MEDIA_ROOT")
 LOG_LEVEL = env_choice("DJANGO_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS")
 HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD")
+# Seconds an order detail response stays cached (apps/orders/caching.py); 0 = not cached.
+ORDER_DETAIL_CACHE_TIMEOUT = env_int("DJANGO_ORDER_DETAIL_CACHE_SECONDS", 0, default=300)
 
 # Requests go through PgBouncer (transaction pooling). Management commands that need a real
 # session (migrate, dbshell, anything using server-side cursors, advisory locks or SET) run
@@ -74,7 +77,7 @@ DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "common.redis_cache.RedisCache",
         "LOCATION": env_redis("REDIS_URL"),
         "KEY_PREFIX": "orders",
         "TIMEOUT": 300,

@@ -29,7 +29,7 @@ DATABASES = {
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "common.redis_cache.RedisCache",
         "LOCATION": os.environ.get(
             "ORDERS_TEST_REDIS_URL", "redis://:orders-test@127.0.0.1:56379/0"
         ),

@@ -157,6 +157,8 @@ def test_missing_key_stops_startup_naming_it(tmp_path, key):
         ("DJANGO_TRUSTED_PROXIES", "nginx"),
         ("DJANGO_HSTS_INCLUDE_SUBDOMAINS", "maybe"),
         ("DJANGO_HSTS_PRELOAD", ""),
+        ("DJANGO_ORDER_DETAIL_CACHE_SECONDS", "-1"),
+        ("DJANGO_ORDER_DETAIL_CACHE_SECONDS", "5m"),
     ],
 )
 def test_malformed_key_stops_startup_naming_it(tmp_path, key, value):
