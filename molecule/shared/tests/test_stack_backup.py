@@ -6,9 +6,14 @@ with the site answering afterwards.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+
 import pytest
 
 from conftest import groups_of
+from drill import deploy, https_get, https_request
 
 BACKUP_DIR = "/var/backups/postgresql"
 
@@ -77,6 +82,37 @@ def test_backup_and_restore_drill(db_host):
     old = [line for line in restore.stdout.splitlines() if "kept as" in line]
     assert old, restore.stdout
     psql(host, f"DROP DATABASE \\\"{old[0].rsplit(' ', 1)[1]}\\\"", db="postgres")
+
+
+def test_make_restore_empties_the_cache_of_what_the_backup_does_not_have(all_in_one):
+    """`make restore` (ansible/restore.yml): an order made after the backup and read (so its detail
+    is cached) is gone after the restore, and the API says so at once instead of serving the
+    cached copy for the cache's lifetime."""
+    host, address, domain, ca = all_in_one
+    token = host.check_output("orders-manage create_api_token demo0003 --name restore-drill").splitlines()[-1]
+    product = host.check_output(
+        "orders-manage shell -c \"from apps.catalog.models import Product; "
+        "print(Product.objects.filter(stock__gt=0, is_active=True).order_by('id').first().id)\"").splitlines()[-1]
+    assert host.run("systemctl start stack-db-backup.service").rc == 0
+    newest = host.check_output(f"ls -1t {BACKUP_DIR}/*.dump | head -1")
+
+    auth = {"Authorization": f"Bearer {token}"}
+    status, _, created = https_request(
+        address, domain, ca, "POST", "/api/orders/", headers={**auth, "Content-Type": "application/json"},
+        body=json.dumps({"items": [{"product_id": int(product), "quantity": 1}]}).encode())
+    assert status == 201, created
+    path = f"/api/orders/{json.loads(created)['id']}/"
+    assert https_get(address, domain, ca, path, auth)[0] == 200
+    assert https_get(address, domain, ca, path, auth)[0] == 200  # served from the cache
+
+    run = deploy(os.environ["MOLECULE_INVENTORY_FILE"], "-e", f"backup={newest}", playbook="restore.yml",
+                 json_results=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    status, body = https_get(address, domain, ca, path, auth)
+    assert status == 404, body
+    kept = re.search(r"kept as (\w+_pre_restore_\w+)", run.stdout)
+    assert kept, run.stdout[-3000:]
+    psql(host, f"DROP DATABASE \\\"{kept.group(1)}\\\"", db="postgres")
 
 
 def test_restore_refuses_a_damaged_dump_and_changes_nothing(db_host):
