@@ -143,7 +143,6 @@ class Environment:
         self.proxy.up()
         images = {d: self.images.ensure(d) for d in sorted({h.distro for h in spec.hosts})}
         self.images.prune(keep=set(images.values()))
-        self.proxy.refresh(sorted(images))
         net.bridge_up(spec)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "spec.json").write_text(spec.to_json())
@@ -166,8 +165,30 @@ class Environment:
             t.join()
         if errors:
             raise HarnessError("; ".join(errors))
+        self._first_package_lists(spec)
         log(f"environment {spec.env}: {len(spec.hosts)} hosts up on {spec.bridge} ({spec.subnet})")
         return failed
+
+    def _first_package_lists(self, spec: Spec, timeout: int = 120) -> None:
+        """Each host's first `apt-get update`, one host at a time.
+
+        Hosts converged together otherwise fetch the same InRelease files through the shared proxy
+        in the same second. apt-cacher-ng re-downloads a volatile file on every request (whatever
+        FreshIndexMaxAge says), and two downloads of one file in one second collide ("Failure to
+        move file ... out of the way ... File exists" in apt-cacher.err): one host gets an error
+        and its apt hangs for good (seen twice in a row: multinode's db1 stuck in its first
+        `apt update`). With fresh lists here, the common role's update (cache_valid_time) is a
+        no-op. A failure is not fatal: the role updates the lists itself then."""
+        for h in spec.hosts:
+            try:
+                res = self.ssh(h.address, f"timeout -k 5 {timeout} apt-get -q -o Acquire::Retries=3 update",
+                               timeout=timeout + 30)
+            except subprocess.TimeoutExpired:
+                log(f"host {h.name}: first apt-get update did not end within {timeout + 30} s")
+                continue
+            if res.returncode != 0:
+                tail = (res.stdout + res.stderr).strip().splitlines()[-3:]
+                log(f"host {h.name}: first apt-get update failed ({res.returncode}): {' | '.join(tail)}")
 
     def _write_host_files(self, spec: Spec, h: Host, upper: Path) -> None:
         def put(rel: str, text: str, mode: int = 0o644) -> None:

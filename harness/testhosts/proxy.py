@@ -50,13 +50,6 @@ def machine_mirrors(paths: list[Path] | None = None) -> tuple[str, str]:
     return main, security or main.rsplit("/", 1)[0] + "/debian-security"
 
 
-def index_urls(distro: str, mirrors: tuple[str, str]) -> list[str]:
-    """The volatile index files (InRelease) that the hosts of ``distro`` fetch first."""
-    main, security = mirrors
-    return [f"{main}/dists/{distro}/InRelease", f"{main}/dists/{distro}-updates/InRelease",
-            f"{security}/dists/{distro}-security/InRelease"]
-
-
 class Proxy:
     def __init__(self, state: Path):
         self.dir = state / "acng"
@@ -89,10 +82,9 @@ class Proxy:
                 [exe, "-c", str(conf), f"CacheDir={self.dir / 'cache'}", f"LogDir={self.dir / 'log'}",
                  f"SocketPath={self.dir / 'run' / 'socket'}", "ForeGround=1", f"Port={net.PROXY_PORT}",
                  "BindAddress=0.0.0.0",
-                 # Index files stay fresh for 5 minutes: hosts that boot together fetch them once.
-                 # With the default (27 s) simultaneous refreshes of one InRelease by several hosts
-                 # made acng fail to move the old copy aside ("File exists") and leave one apt
-                 # client hanging on a half-closed connection (seen with 4 scenarios at once).
+                 # Meant to let hosts that boot together share one fetch of the index files; measured
+                 # (2026-12-01), acng still re-downloads a volatile InRelease on every request, so
+                 # simultaneous first updates collide anyway: env.py runs them one host at a time.
                  "FreshIndexMaxAge=300"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 user="apt-cacher-ng", group="apt-cacher-ng", extra_groups=[], close_fds=True)
@@ -105,30 +97,6 @@ class Proxy:
             except OSError:
                 time.sleep(0.1)
         raise HarnessError(f"apt-cacher-ng did not answer on port {net.PROXY_PORT}; see {self.dir / 'log'}")
-
-    def refresh(self, distros: list[str], attempts: int = 3) -> None:
-        """Refresh the index files of ``distros`` in the proxy, one request at a time.
-
-        Hosts that boot together fetch them at once. When several of them ask for the same stale
-        InRelease in the same second, acng fails to move its old copy aside ("File exists" in
-        apt-cacher.err), answers one of them with an error and closes the connection, and that
-        host's apt hangs (seen: a multinode converge stuck 8 minutes in its first `apt update`).
-        Refreshed here, the files stay fresh for FreshIndexMaxAge, so the hosts' requests are
-        answered from the cache without a refresh."""
-        opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{net.PROXY_PORT}"}))
-        for distro in distros:
-            for url in index_urls(distro, machine_mirrors()):
-                for attempt in range(1, attempts + 1):
-                    try:
-                        with opener.open(url, timeout=60) as resp:
-                            resp.read()
-                        break
-                    except OSError as exc:  # another environment's refresh at the same moment
-                        if attempt == attempts:
-                            # not fatal: the hosts then fetch it themselves, as without this step
-                            log(f"apt proxy: could not refresh {url.rsplit('/dists/', 1)[-1]}: {exc}")
-                        time.sleep(1)
 
     def down(self) -> None:
         pid = read_pid(self.pidfile)

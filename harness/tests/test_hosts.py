@@ -88,6 +88,16 @@ def test_hosts_reach_each_other_and_nothing_outside(e):
     assert "default" not in res.stdout
 
 
+def test_each_host_has_its_package_lists_from_create(e):
+    """create ran each host's first apt-get update, one host at a time (env.py), so hosts that
+    are converged together find fresh lists instead of refreshing them through the proxy at once."""
+    for h in SPEC.hosts:
+        res = sh(e, h.name, "ls /var/lib/apt/lists/ | grep -c '_Packages' ; find /var/lib/apt/lists -maxdepth 0 -mmin -30")
+        count, *fresh = res.stdout.split()
+        assert res.returncode == 0 and int(count) >= 2, (h.name, res.stdout, res.stderr)
+        assert fresh == ["/var/lib/apt/lists"], (h.name, res.stdout)
+
+
 def test_apt_installs_through_the_proxy(e):
     res = sh(e, "t12", "apt-get update -q && apt-get install -y -q --no-install-recommends jq && jq --version",
              timeout=300)

@@ -30,18 +30,6 @@ def test_no_mirror_is_a_clear_error(tmp_path):
         proxy.machine_mirrors([f])
 
 
-def test_the_proxy_refreshes_the_index_files_every_suite_of_a_release_starts_with():
-    m = ("http://m.example/debian", "http://m.example/debian-security")
-    assert proxy.index_urls("bookworm", m) == [
-        "http://m.example/debian/dists/bookworm/InRelease",
-        "http://m.example/debian/dists/bookworm-updates/InRelease",
-        "http://m.example/debian-security/dists/bookworm-security/InRelease",
-    ]
-    # the same suites as the hosts' apt sources
-    for url in proxy.index_urls("bookworm", m):
-        assert url.split("/dists/")[1].split("/")[0] in image.sources_text("bookworm", m)
-
-
 def test_recipe_hash_changes_with_the_recipe():
     m = ("http://a/debian", "http://a/debian-security")
     assert image.recipe_hash("trixie", m) == image.recipe_hash("trixie", m)
