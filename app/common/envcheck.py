@@ -52,8 +52,10 @@ def env_secret_key_fallbacks(key: str, current: str) -> list[str]:
     fallbacks = _csv(_raw(key, ""))
     for n, value in enumerate(fallbacks, 1):
         if _weak_key(value):
-            raise _bad(key, f"key {n} is weak: use at least 50 random characters"
-                            " (not 'django-insecure...')")
+            raise _bad(
+                key,
+                f"key {n} is weak: use at least 50 random characters (not 'django-insecure...')",
+            )
         if value == current:
             raise _bad(key, f"key {n} is the current DJANGO_SECRET_KEY; list only previous keys")
     return fallbacks

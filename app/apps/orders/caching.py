@@ -45,8 +45,12 @@ def order_detail_json(user, order_id: int) -> bytes:
     timeout = settings.ORDER_DETAIL_CACHE_TIMEOUT
     if not timeout:
         return _build(user, order_id)
-    keys = [_data_key(order_id), _order_version_key(order_id), _user_version_key(user.pk),
-            CATALOG_VERSION_KEY]
+    keys = [
+        _data_key(order_id),
+        _order_version_key(order_id),
+        _user_version_key(user.pk),
+        CATALOG_VERSION_KEY,
+    ]
     found = safe.safe_get_many(keys)
     versions = [found.get(k) for k in keys[1:]]
     entry = found.get(keys[0])
@@ -69,9 +73,7 @@ def _replace_versions(keys: list[str]) -> None:
     if not timeout or not keys:
         return
     version = uuid.uuid4().hex[:16]
-    transaction.on_commit(
-        lambda: safe.safe_set_many({k: version for k in keys}, timeout + 60)
-    )
+    transaction.on_commit(lambda: safe.safe_set_many({k: version for k in keys}, timeout + 60))
 
 
 def invalidate_orders(order_ids) -> None:

@@ -18,14 +18,21 @@ def test_fallbacks_come_from_the_env(tmp_path):
     assert shown.stdout.strip() == f"{OLD}|{NEW}", shown.stderr
     # optional: unset and empty both mean no fallback
     for value in (None, ""):
-        none = wsgi_settings(prod_env(tmp_path, DJANGO_SECRET_KEY_FALLBACKS=value),
-                             "print(len(s.SECRET_KEY_FALLBACKS))")
+        none = wsgi_settings(
+            prod_env(tmp_path, DJANGO_SECRET_KEY_FALLBACKS=value),
+            "print(len(s.SECRET_KEY_FALLBACKS))",
+        )
         assert none.stdout.strip() == "0", none.stderr
 
 
 def test_check_deploy_stays_clean_with_a_fallback(tmp_path):
-    result = manage(prod_env(tmp_path, DJANGO_SECRET_KEY_FALLBACKS=OLD),
-                    "check", "--deploy", "--fail-level", "WARNING")
+    result = manage(
+        prod_env(tmp_path, DJANGO_SECRET_KEY_FALLBACKS=OLD),
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -45,8 +52,10 @@ def test_malformed_fallbacks_stop_startup_naming_the_key(tmp_path, value, why):
 
 
 def test_value_signed_with_the_old_key_verifies_only_with_the_fallback(tmp_path):
-    old = wsgi_settings(prod_env(tmp_path, DJANGO_SECRET_KEY=OLD),
-                        "from django.core import signing; print(signing.dumps('cart-42'))")
+    old = wsgi_settings(
+        prod_env(tmp_path, DJANGO_SECRET_KEY=OLD),
+        "from django.core import signing; print(signing.dumps('cart-42'))",
+    )
     signed = old.stdout.strip()
     assert signed, old.stderr
     check = f"from django.core import signing; print(signing.loads({signed!r}))"
