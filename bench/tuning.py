@@ -247,7 +247,9 @@ def markdown(result: dict) -> str:
             "",
             f"Endpoint: {c['endpoint']}"
             + (" (Accept-Encoding: gzip)" if c.get("headers") else "")
-            + f"; ansible tag `{c['tag']}`.",
+            + f"; ansible tag `{c['tag']}`"
+            + (f"; every variant with {json.dumps(c['common'])}" if c.get("common") else "")
+            + ".",
             "",
         ]
         if c.get("error"):
@@ -352,6 +354,7 @@ def main() -> int:
             for choice in choices:
                 entry = {k: choice[k] for k in ("name", "tag", "measure", "endpoint")} | {
                     "headers": choice.get("headers"),
+                    "common": choice.get("common"),
                     "runs": [],
                 }
                 result["choices"].append(entry)
