@@ -17,13 +17,16 @@ class ReusedClientRedisCacheClient(RedisCacheClient):
         self._clients = {}
 
     def get_client(self, key=None, *, write=False):
-        index = self._get_connection_pool_index(write)
+        index = self._get_connection_pool_index(write)  # random among replicas for reads
         client = self._clients.get(index)
         if client is None:
-            # (two threads may both get here: one of the two clients is kept, both work)
-            client = self._clients[index] = self._client(
-                connection_pool=self._get_connection_pool(write)
-            )
+            # the pool of this very index (_get_connection_pool would draw a replica again);
+            # two threads may both get here: one of the two clients is kept, both work
+            if index not in self._pools:
+                self._pools[index] = self._pool_class.from_url(
+                    self._servers[index], **self._pool_options
+                )
+            client = self._clients[index] = self._client(connection_pool=self._pools[index])
         return client
 
 

@@ -7,8 +7,9 @@ the selector gives).
 
 What the detail shows has three sources, each with a version key that a change replaces (on
 commit, from signals.py): the order and its items (per order), the shipping addresses (per user),
-and the catalogue (one key: a product's name or SKU is rare to change and may appear in many
-orders). A reader that built its entry from rows read before a change and stored it after the
+and the catalogue (one key, replaced by any product save: a product may appear in many orders,
+and a name or SKU changes rarely enough that rebuilding every entry once is cheaper than finding
+its orders). A reader that built its entry from rows read before a change and stored it after the
 change stored the old versions, so the next reader rebuilds. Without Redis (down, or an
 invalidation lost while it was) an entry lives at most ORDER_DETAIL_CACHE_TIMEOUT seconds.
 Changes made with QuerySet.update() or raw SQL send no signals: call invalidate_* after them."""
