@@ -11,6 +11,7 @@ import os
 import re
 
 import pytest
+from test_stack_web import _in_stock_product, _token
 
 from conftest import groups_of
 from drill import deploy, https_get, https_request
@@ -89,17 +90,14 @@ def test_make_restore_empties_the_cache_of_what_the_backup_does_not_have(all_in_
     is cached) is gone after the restore, and the API says so at once instead of serving the
     cached copy for the cache's lifetime."""
     host, address, domain, ca = all_in_one
-    token = host.check_output("orders-manage create_api_token demo0003 --name restore-drill").splitlines()[-1]
-    product = host.check_output(
-        "orders-manage shell -c \"from apps.catalog.models import Product; "
-        "print(Product.objects.filter(stock__gt=0, is_active=True).order_by('id').first().id)\"").splitlines()[-1]
+    token, product = _token(host, "demo0003"), _in_stock_product(host)
     assert host.run("systemctl start stack-db-backup.service").rc == 0
     newest = host.check_output(f"ls -1t {BACKUP_DIR}/*.dump | head -1")
 
     auth = {"Authorization": f"Bearer {token}"}
     status, _, created = https_request(
         address, domain, ca, "POST", "/api/orders/", headers={**auth, "Content-Type": "application/json"},
-        body=json.dumps({"items": [{"product_id": int(product), "quantity": 1}]}).encode())
+        body=json.dumps({"items": [{"product_id": product, "quantity": 1}]}).encode())
     assert status == 201, created
     path = f"/api/orders/{json.loads(created)['id']}/"
     assert https_get(address, domain, ca, path, auth)[0] == 200
