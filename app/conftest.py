@@ -1,10 +1,12 @@
 import itertools
+import socket
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.test import Client
+from django.test import Client, override_settings
 
 from apps.accounts.services import create_token
 from apps.catalog.models import Category, Product
@@ -93,3 +95,22 @@ def api(token):
 @pytest.fixture
 def anon():
     return api_client()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis_down():
+    caches = {
+        "default": {
+            **settings.CACHES["default"],
+            "LOCATION": f"redis://:x@127.0.0.1:{closed_port()}/0",
+        }
+    }
+    with override_settings(CACHES=caches):
+        yield

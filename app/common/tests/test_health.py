@@ -4,8 +4,7 @@ from unittest import mock
 import pytest
 from django.db import OperationalError, connection
 
-from common.tests.conftest import closed_port
-from conftest import api_client, make_category, make_order, make_product
+from conftest import api_client, closed_port, make_category, make_order, make_product
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,6 @@ from django.test import override_settings
 
 from apps.orders import caching
 from apps.orders.models import Order, OrderItem
-from common.tests.conftest import redis_down  # noqa: F401  (fixture)
 from conftest import api_client, make_address, make_order, make_product
 
 pytestmark = pytest.mark.django_db
@@ -129,10 +128,7 @@ def test_lost_version_keys_mean_a_rebuild_not_a_stale_answer(
 
 
 def test_redis_down_detail_comes_from_the_database(
-    api,
-    order,
-    redis_down,  # noqa: F811
-    django_assert_num_queries,
+    api, order, redis_down, django_assert_num_queries
 ):
     for _ in range(2):
         # token look-up (user), then the two of the detail: nothing cached, nothing fails
