@@ -13,8 +13,10 @@ import base64
 import json
 import os
 import re
+import shlex
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 from test_stack_web import REPO, _in_stock_product, _token, create_order, curl, parse
@@ -143,6 +145,30 @@ def test_one_app_host_down_site_answers_and_posts_are_not_retried(host, site, ap
         victim.run(f"systemctl start {UNITS}")
     _wait_until_serving(victim)
     assert victim.service("orders-gunicorn.service").is_running
+
+
+def _secrets_of(app) -> dict[str, str]:
+    """The secret values of an app host's env file: the key, the DB and Redis passwords."""
+    env = dict(line.split("=", 1) for line in app.check_output("cat /srv/orders/current/env").splitlines()
+               if "=" in line and not line.startswith("#"))
+    env = {k: v.strip("'") for k, v in env.items()}
+    db, redis = urlsplit(env["DATABASE_URL"]), urlsplit(env["REDIS_URL"])
+    return {"DJANGO_SECRET_KEY": env["DJANGO_SECRET_KEY"], "db password": db.password or "",
+            "redis password": redis.password or ""}
+
+
+def test_web_only_host_holds_no_secret(host, app_hosts):
+    """A web host that runs no app code serves the release's static files, with no env file, no
+    management wrapper, and none of the app's secrets anywhere it could be read."""
+    secrets = _secrets_of(next(iter(app_hosts.values())))
+    assert all(len(v) >= 16 for v in secrets.values()), "the probe needs the real secrets"
+    assert host.file("/srv/orders/current/static/staticfiles.json").is_file
+    envs = host.run("find /srv/orders -name env").stdout.split()
+    assert envs == [], f"env files on a web-only host: {envs}"
+    assert not host.file("/usr/local/bin/orders-manage").exists
+    for name, value in secrets.items():
+        found = host.run(f"grep -rlsF -e {shlex.quote(value)} /srv /etc /usr/local /root /var/lib /tmp")
+        assert found.rc == 1 and found.stdout == "", f"the {name} is on the web host: {found.stdout}"
 
 
 def _current(app) -> str:
