@@ -19,6 +19,7 @@ HEADERS_ONCE = [
     "referrer-policy",
     "x-frame-options",
     "cross-origin-opener-policy",
+    "cross-origin-resource-policy",
 ]
 
 
@@ -123,6 +124,10 @@ def test_security_headers_exactly_once(host, site, path):
     assert values(headers, "strict-transport-security")[0].startswith("max-age=")
     assert "frame-ancestors 'none'" in values(headers, "content-security-policy")[0]
     assert values(headers, "server") == ["nginx"]  # server_tokens off
+    assert values(headers, "cross-origin-resource-policy") == ["same-origin"]
+    assert "default-src 'none'" in values(headers, "content-security-policy")[0]
+    # app and database durations are the operator's business (Server-Timing is off by default)
+    assert not values(headers, "server-timing"), values(headers, "server-timing")
 
 
 def _hashed_static(host, name):
@@ -216,3 +221,36 @@ def test_site_key_is_private(host, site):
     ca_key = REPO / ".state" / str(_vars(host).get("stack_env", "local")) / "ca" / "ca.key"
     assert oct(ca_key.stat().st_mode & 0o777) == "0o600"
     assert host.run("ls /etc/ssl/*/ca.key /root/ca.key 2>/dev/null").stdout == "", "the CA key never leaves the control node"
+
+
+def _json_error(raw) -> tuple[int, list, dict]:
+    status, headers, body = parse(raw)
+    assert values(headers, "content-type") == ["application/json"], (status, body[:300])
+    error = json.loads(body)["error"]
+    assert set(error) >= {"code", "message"}, error
+    return status, headers, error
+
+
+LONG = "a" * 5000
+
+
+@pytest.mark.parametrize(("what", "args", "path", "expected"), [
+    # nginx refuses these itself (they never reach Gunicorn, whose answer would be an HTML page)
+    ("NUL in the path", [], "/api/%00", (400, "bad_request")),
+    ("request line over 4k", ["--http1.1"], f"/api/orders/?q={LONG}", (414, "uri_too_long")),
+    ("header over 4k", ["--http1.1", "-H", f"X-Long: {LONG}"], "/api/orders/", (431, "headers_too_large")),
+    ("body over client_max_body_size", ["-H", "Content-Type: application/json", "--data-binary", "@-"],
+     "/api/orders/", (413, "body_too_large")),
+])
+def test_nginx_refusals_are_json_errors(site, what, args, path, expected):
+    if "@-" in args:  # 11 MiB, streamed from stdin: past nginx's 10m before any app code runs
+        cmd = ["curl", "-sS", "--max-time", "20", "--cacert", site["ca"], "--resolve",
+               f"{site['domain']}:443:{site['address']}", "-D", "-", *args, f"https://{site['domain']}{path}"]
+        raw = subprocess.run(cmd, input=b"x" * (11 * 1024 * 1024), capture_output=True, check=False).stdout.decode()
+    else:
+        raw = curl(site, path, *args).stdout
+    got, headers, error = _json_error(raw)
+    assert (got, error["code"]) == expected, (what, got, error)
+    for name in HEADERS_ONCE:
+        assert len(values(headers, name)) == 1, f"{name} on nginx's {got}: {values(headers, name)}"
+    assert values(headers, "cache-control") == ["no-store"]
