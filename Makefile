@@ -56,10 +56,13 @@ $(VENV)/.stamp: requirements/toolchain.txt
 	@touch $@
 
 .PHONY: lock
-lock: ## re-resolve requirements/toolchain.txt from toolchain.in (needs network to PyPI)
+lock: ## re-resolve the pinned locks in requirements/ (toolchain, scanners; needs PyPI and npm)
 	@test -x $(STATE)/uv/bin/uv || { python3 -m venv $(STATE)/uv && $(STATE)/uv/bin/pip install -q uv==0.9.7; }
 	$(STATE)/uv/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes --no-header \
 	  requirements/toolchain.in -o requirements/toolchain.txt
+	$(STATE)/uv/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes --no-header \
+	  requirements/scan.in -o requirements/scan.txt
+	cd requirements/observatory && npm install --package-lock-only --ignore-scripts --omit-lockfile-registry-resolved
 
 # ---------------------------------------------------------------------------- environments
 define require_env
@@ -165,8 +168,12 @@ test-app: ## the Django app's tests against a real PostgreSQL and Redis
 test-fast: lint test-app ## lint, the harness's unit tests and the app's tests (between commits)
 	@$(STAGE) harness-unit $(BIN)/pytest -q -p no:cacheprovider -m "not hosts" harness/tests
 
+.PHONY: scan-tools
+scan-tools: ## the scanners the tests run against the site (sslyze, MDN HTTP Observatory), pinned
+	@$(REPO)/scripts/scan-tools
+
 .PHONY: molecule
-molecule: toolchain ## every Molecule scenario: create, converge, idempotence, verify, destroy
+molecule: toolchain scan-tools ## every Molecule scenario: create, converge, idempotence, verify, destroy
 	@for s in $(SCENARIOS); do $(STAGE) "molecule-$$s" $(BIN)/molecule test -s $$s || exit 1; done
 
 .PHONY: test
