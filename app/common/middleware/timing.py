@@ -32,7 +32,8 @@ class RequestTimingMiddleware:
         db_ms = db["seconds"] * 1000
         response["Server-Timing"] = f"app;dur={total_ms:.1f}, db;dur={db_ms:.1f}"
 
-        user = getattr(request, "_cached_user", None) or getattr(request, "api_user", None)
+        # The token's user (set by common/auth.py on /api/), else a session user already loaded.
+        user = getattr(request, "api_user", None) or getattr(request, "_cached_user", None)
         logger.info(
             "request",
             extra={
