@@ -101,6 +101,9 @@ TRUSTED_PROXIES = ()
 # one connect timeout per window, not one per request.
 REDIS_BACKOFF_SECONDS = 2.0
 TOKEN_CACHE_TIMEOUT = 300
+# A process re-checks for invalidations that could not reach Redis (revoked tokens, logouts)
+# at least this often before trusting cached authentication (apps/accounts/authcache.py).
+AUTH_CACHE_RECHECK_SECONDS = 2.0
 CATEGORY_CACHE_TIMEOUT = 3600
 # Order detail responses cached per order (apps/orders/caching.py); 0 turns it off.
 # production.py reads DJANGO_ORDER_DETAIL_CACHE_SECONDS.

@@ -43,3 +43,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STATIC_ROOT = str(BASE_DIR / ".test-static")
 MEDIA_ROOT = str(BASE_DIR / ".test-media")
 LOGGING = logging_config("INFO")
+# Query budgets must not depend on the clock: the tests of apps/accounts/authcache.py set it.
+AUTH_CACHE_RECHECK_SECONDS = 3600
