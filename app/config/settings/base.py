@@ -24,6 +24,7 @@ MIDDLEWARE = [
     # Answers /livez and /healthz before ALLOWED_HOSTS, sessions or rate limits get a say.
     "common.middleware.health.HealthCheckMiddleware",
     "common.middleware.timing.RequestTimingMiddleware",
+    "common.middleware.query.RejectNulQueryMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
