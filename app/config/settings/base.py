@@ -26,7 +26,7 @@ MIDDLEWARE = [
     "common.middleware.timing.RequestTimingMiddleware",
     "common.middleware.query.RejectNulQueryMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "common.middleware.common.ApiCommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "common.middleware.rate_limit.RateLimitMiddleware",
@@ -35,6 +35,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
+# JSON under /api/, Django's page elsewhere (as handler400/403/404/500 in config/urls.py).
+CSRF_FAILURE_VIEW = "common.errors.csrf_failure"
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
