@@ -90,6 +90,17 @@ def safe_set(key: str, value, timeout: int | None = None) -> None:
         mark_redis_down(exc, "set")
 
 
+def safe_add(key: str, value, timeout: int | None = None) -> bool:
+    """SET NX: True if this call stored it; False if the key existed or Redis is away."""
+    if not redis_available():
+        return False
+    try:
+        return bool(cache.add(key, value, timeout))
+    except (RedisError, OSError) as exc:
+        mark_redis_down(exc, "add")
+        return False
+
+
 def safe_delete(*keys: str) -> None:
     """Invalidation of data that may be stale for a while: on failure (or inside the skip
     window) the entry may outlive its data until its timeout. Anything that authenticates
