@@ -111,6 +111,9 @@ CATEGORY_CACHE_TIMEOUT = 3600
 # Order detail responses cached per order (apps/orders/caching.py); 0 turns it off.
 # production.py reads DJANGO_ORDER_DETAIL_CACHE_SECONDS.
 ORDER_DETAIL_CACHE_TIMEOUT = 300
+# Server-Timing (app and database time) on every response: off unless the operator turns it
+# on (DJANGO_SERVER_TIMING in production.py); it tells any client how long our queries take.
+SERVER_TIMING = False
 ORDERS_PAGE_SIZE = 20
 ORDERS_MAX_PAGE_SIZE = 100
 ORDER_MAX_LINES = 50
