@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import Client, override_settings
 
+from apps.accounts import authcache
 from apps.accounts.services import create_token
 from apps.catalog.models import Category, Product
 from apps.orders.models import Order, OrderItem, ShippingAddress
@@ -18,11 +19,14 @@ _seq = itertools.count(1)
 
 @pytest.fixture(autouse=True)
 def _fresh_redis():
-    """Every test starts with an empty Redis and no remembered Redis failure."""
+    """Every test starts with an empty Redis and no remembered Redis failure, in a process
+    that has just checked for lost invalidations (apps/accounts/authcache.py)."""
     safe_cache.reset()
+    authcache.reset()
     cache.clear()
     yield
     safe_cache.reset()
+    authcache.reset()
 
 
 def make_user(username=None, **kwargs):

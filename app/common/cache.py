@@ -16,6 +16,8 @@ logger = logging.getLogger("orders.cache")
 
 _down_until = 0.0
 _last_logged = 0.0
+# When this process last saw Redis fail (apps/accounts/authcache.py re-checks after it).
+last_error_at = 0.0
 
 
 def redis_available() -> bool:
@@ -23,9 +25,10 @@ def redis_available() -> bool:
 
 
 def mark_redis_down(exc: Exception, action: str) -> None:
-    global _down_until, _last_logged
+    global _down_until, _last_logged, last_error_at
     now = time.monotonic()
     _down_until = now + settings.REDIS_BACKOFF_SECONDS
+    last_error_at = now
     if now - _last_logged >= 10:  # one line per 10 s per process, not one per request
         _last_logged = now
         logger.warning(
@@ -36,9 +39,10 @@ def mark_redis_down(exc: Exception, action: str) -> None:
 
 def reset() -> None:
     """Forget a previous failure (tests)."""
-    global _down_until, _last_logged
+    global _down_until, _last_logged, last_error_at
     _down_until = 0.0
     _last_logged = 0.0
+    last_error_at = 0.0
 
 
 def raw_client():
@@ -86,12 +90,37 @@ def safe_set(key: str, value, timeout: int | None = None) -> None:
         mark_redis_down(exc, "set")
 
 
+def safe_add(key: str, value, timeout: int | None = None) -> bool:
+    """SET NX: True if this call stored it; False if the key existed or Redis is away."""
+    if not redis_available():
+        return False
+    try:
+        return bool(cache.add(key, value, timeout))
+    except (RedisError, OSError) as exc:
+        mark_redis_down(exc, "add")
+        return False
+
+
 def safe_delete(*keys: str) -> None:
-    """Invalidation: on failure the entry may outlive its data until its timeout, which every
-    cached value here keeps short enough."""
+    """Invalidation of data that may be stale for a while: on failure (or inside the skip
+    window) the entry may outlive its data until its timeout. Anything that authenticates
+    (token look-ups, sessions) goes through apps/accounts/authcache.py instead."""
     if not keys or not redis_available():
         return
     try:
         cache.delete_many(keys)
     except (RedisError, OSError) as exc:
         mark_redis_down(exc, "delete")
+
+
+def delete_now(*keys: str) -> bool:
+    """Delete even inside the skip window (a skipped delete is a lost one); True once Redis
+    has confirmed it, False if Redis could not be reached."""
+    if not keys:
+        return True
+    try:
+        cache.delete_many(keys)
+    except (RedisError, OSError) as exc:
+        mark_redis_down(exc, "delete")
+        return False
+    return True

@@ -1,4 +1,5 @@
-"""Django's error handlers: JSON under /api/, Django's own pages elsewhere (the admin).
+"""Django's error handlers (and CSRF_FAILURE_VIEW): JSON under /api/, Django's own pages
+elsewhere (the admin).
 
 handler500 also turns a lost database into 503 (Retry-After) instead of 500: it runs inside
 Django's except block, so sys.exc_info() still holds the exception."""
@@ -7,7 +8,7 @@ import sys
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
-from django.views import defaults
+from django.views import csrf, defaults
 
 from common.api import json_error
 
@@ -30,6 +31,16 @@ def permission_denied(request, exception=None):
     if _is_api(request):
         return json_error(403, "forbidden", "you may not do this")
     return defaults.permission_denied(request, exception)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW. API views take a Bearer token and are CSRF-exempt: this answers an
+    unsafe method sent to anything else under /api/."""
+    if _is_api(request):
+        return json_error(
+            403, "csrf_failed", "CSRF check failed: this path takes no session-authenticated writes"
+        )
+    return csrf.csrf_failure(request, reason)
 
 
 def page_not_found(request, exception=None):

@@ -6,8 +6,10 @@ import logging
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from common import cache as safe
+from common.api import json_error
 
 logger = logging.getLogger("orders.health")
 
@@ -59,6 +61,11 @@ def healthz(request):
 _PONG = {"pong": True}
 
 
+@csrf_exempt  # nothing to forge: GET/HEAD only, no session, no state
 def ping(request):
     """Constant JSON, no database, no cache: the ceiling for benchmarks."""
+    if request.method not in ("GET", "HEAD"):
+        response = json_error(405, "method_not_allowed", "use GET, HEAD")
+        response["Allow"] = "GET, HEAD"
+        return response
     return JsonResponse(_PONG)

@@ -1,14 +1,17 @@
 """cached_db sessions that survive a dead Redis: reads fall back to PostgreSQL, cache writes
-are dropped. The database stays the source of truth, so an eviction loses nobody's session."""
+are dropped. The database stays the source of truth, so an eviction loses nobody's session.
+A session's cache entry authenticates (the admin), so reading and deleting it fails closed
+(apps/accounts/authcache.py): a logout during a Redis outage still logs out."""
 
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBStore
 
+from apps.accounts import authcache
 from common import cache as safe
 
 
 class SessionStore(CachedDBStore):
     def load(self):
-        data = safe.safe_get(self.cache_key)
+        data = authcache.get(self.cache_key)
         if data is None:
             s = self._get_session_from_db()
             if s:
@@ -32,4 +35,4 @@ class SessionStore(CachedDBStore):
             if self.session_key is None:
                 return
             session_key = self.session_key
-        safe.safe_delete(self.cache_key_prefix + session_key)
+        authcache.invalidate([self.cache_key_prefix + session_key])

@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from common import errors, health
+from common import errors, health, index
 
 urlpatterns = [
+    path("", index.index, name="index"),
     path("admin/", admin.site.urls),
     path("livez", health.livez, name="livez"),
     path("healthz", health.healthz, name="healthz"),

@@ -10,9 +10,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ("prefix", "user", "name", "created_at", "expires_at")
     list_select_related = ("user",)
     search_fields = ("user__username", "name", "prefix")
-    readonly_fields = ("prefix", "created_at")
+    # The owner is fixed at creation: staff who may change tokens must not be able to move
+    # one onto another user (a superuser, say) and then use it.
+    readonly_fields = ("user", "prefix", "created_at")
     fields = ("user", "name", "prefix", "created_at", "expires_at")
-    raw_id_fields = ("user",)
 
     def has_add_permission(self, request):
         return False

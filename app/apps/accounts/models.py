@@ -20,3 +20,14 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.prefix}… ({self.user})"
+
+
+class LostInvalidation(models.Model):
+    """A cached authentication entry (token look-up, session) whose deletion could not reach
+    Redis. Kept until a process has deleted the key from Redis (apps/accounts/authcache.py)."""
+
+    key = models.CharField(max_length=250)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.key

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from common import cache as safe
 
-from . import selectors
+from . import authcache, selectors
 from .models import ApiToken
 
 TOKEN_PREFIX = "ord_"
@@ -60,7 +60,7 @@ def authenticate_token(token: str):
     if len(token) > 256:
         return None
     key_hash = hash_token(token)
-    entry = safe.safe_get(_cache_key(key_hash))
+    entry = authcache.get(_cache_key(key_hash))
     if entry is None:
         api_token = selectors.token_by_hash(key_hash)
         if api_token is None:
@@ -87,9 +87,9 @@ def authenticate_token(token: str):
 
 def forget_tokens(key_hashes: list[str]) -> None:
     """Drop cached look-ups once the change is committed (a reader could otherwise re-cache
-    the old row between the delete and the commit)."""
+    the old row between the delete and the commit). Fails closed: authcache.py."""
     keys = [_cache_key(h) for h in key_hashes]
-    transaction.on_commit(lambda: safe.safe_delete(*keys))
+    transaction.on_commit(lambda: authcache.invalidate(keys))
 
 
 def revoke_token(api_token: ApiToken) -> None:

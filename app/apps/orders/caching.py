@@ -10,8 +10,13 @@ commit, from signals.py): the order and its items (per order), the shipping addr
 and the catalogue (one key, replaced by any product save: a product may appear in many orders,
 and a name or SKU changes rarely enough that rebuilding every entry once is cheaper than finding
 its orders). A reader that built its entry from rows read before a change and stored it after the
-change stored the old versions, so the next reader rebuilds. Without Redis (down, or an
-invalidation lost while it was) an entry lives at most ORDER_DETAIL_CACHE_TIMEOUT seconds.
+change stored the old versions, so the next reader rebuilds. A missing version key (never set,
+expired, or evicted: Redis runs allkeys-lru) means "rebuild", never "valid": the reader first
+creates it (SET NX with a fresh version, then reads back whichever version won, so concurrent
+readers agree), before it reads the rows, and no entry is ever stored under a missing version.
+(Treating missing as a value would let an entry built before a change match again once the
+change's version is evicted.) Without Redis (down, or an invalidation lost while it was) an
+entry lives at most ORDER_DETAIL_CACHE_TIMEOUT seconds.
 Changes made with QuerySet.update() or raw SQL send no signals: call invalidate_* after them."""
 
 import json
@@ -55,12 +60,28 @@ def order_detail_json(user, order_id: int) -> bytes:
     found = safe.safe_get_many(keys)
     versions = [found.get(k) for k in keys[1:]]
     entry = found.get(keys[0])
-    if entry is not None and entry["versions"] == versions and entry["user_id"] == user.pk:
+    if None in versions:
+        versions = _create_versions(keys[1:], versions, timeout)
+    elif entry is not None and entry["versions"] == versions and entry["user_id"] == user.pk:
         return entry["body"]
     # Another user's cached order is rebuilt for this user too: the selector answers 404.
     body = _build(user, order_id)
-    safe.safe_set(keys[0], {"user_id": user.pk, "versions": versions, "body": body}, timeout)
+    if versions is not None:
+        safe.safe_set(keys[0], {"user_id": user.pk, "versions": versions, "body": body}, timeout)
     return body
+
+
+def _create_versions(keys: list[str], versions: list, timeout: int) -> list[str] | None:
+    """The versions with the missing ones created (SET NX) and read back, or None if Redis
+    could not say (then nothing is cached). Runs before the rows are read, so a change that
+    commits after the read replaces a version this entry is stored under."""
+    fresh = uuid.uuid4().hex[:16]
+    for key, version in zip(keys, versions, strict=True):
+        if version is None:
+            safe.safe_add(key, fresh, timeout + 60)
+    found = safe.safe_get_many(keys)
+    agreed = [found.get(k) for k in keys]
+    return None if None in agreed else agreed
 
 
 def _build(user, order_id: int) -> bytes:

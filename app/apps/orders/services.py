@@ -11,6 +11,11 @@ from . import selectors
 from .models import Order, OrderItem
 
 MAX_ID = 2**63 - 1
+# The largest total numeric(12,2) holds: checked here, or PostgreSQL's DataError is a 500.
+_total = Order._meta.get_field("total")
+MAX_TOTAL = Decimal(10 ** (_total.max_digits - _total.decimal_places)) - Decimal(1).scaleb(
+    -_total.decimal_places
+)
 
 
 def _is_int(value) -> bool:
@@ -116,10 +121,17 @@ def create_order(*, user, lines: dict[int, int], shipping_address_id: int | None
     if short:
         raise ApiError(409, "insufficient_stock", "not enough stock", items=short)
 
+    total = sum((products[pid].price * qty for pid, qty in lines.items()), Decimal("0"))
+    if total > MAX_TOTAL:
+        raise ApiError(
+            400,
+            "total_too_large",
+            f"the order total {total} is over the limit of {MAX_TOTAL}: split the order",
+            limit=str(MAX_TOTAL),
+        )
     for pid, qty in lines.items():
         products[pid].stock -= qty
     Product.objects.bulk_update(list(products.values()), ["stock"])
-    total = sum((products[pid].price * qty for pid, qty in lines.items()), Decimal("0"))
     order = Order.objects.create(user=user, shipping_address=address, total=total)
     OrderItem.objects.bulk_create(
         OrderItem(order=order, product=products[pid], quantity=qty, price=products[pid].price)

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 
-from common.api import ApiError, api_view, parse_json_object
+from common.api import ApiError, api_view, ascii_uint, parse_json_object
 
 from . import caching, selectors, services
 from .serializers import order_data
@@ -11,9 +11,10 @@ def _positive_int_param(request, name: str, default: int, maximum: int) -> int:
     raw = request.GET.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 0 < int(raw) <= maximum:
+    value = ascii_uint(raw)
+    if value is None or not 0 < value <= maximum:
         raise ApiError(400, "invalid", f"{name} must be an integer from 1 to {maximum}", field=name)
-    return int(raw)
+    return value
 
 
 @api_view(("GET", "POST"))

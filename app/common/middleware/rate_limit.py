@@ -5,6 +5,7 @@ from redis.exceptions import RedisError
 
 from common import cache as safe
 from common.api import json_error
+from common.auth import token_user
 from common.net import client_ip
 
 # Fixed window, atomic: INCR and the window's EXPIRE happen in one script, so concurrent
@@ -21,7 +22,8 @@ return {count, ttl}
 
 
 class RateLimitMiddleware:
-    """Per user (Bearer token) or per client IP; 429 with Retry-After over the limit.
+    """Per user (a valid Bearer token on /api/) or per client IP; 429 with Retry-After over the
+    limit.
     With Redis unreachable it fails open and logs it."""
 
     def __init__(self, get_response):
@@ -40,9 +42,12 @@ class RateLimitMiddleware:
         if request.path_info.startswith(settings.RATE_LIMIT_EXEMPT_PATHS):
             return self.get_response(request)
 
-        if getattr(request, "auth_method", None) == "token":
+        # Per user only where a token can authenticate (the API); the look-up is memoised on
+        # the request, so the view reuses it: no second Redis round trip.
+        user = token_user(request) if request.path_info.startswith("/api/") else None
+        if user is not None:
             limit, window = settings.RATE_LIMIT_USER
-            subject = f"u:{request.user.pk}"
+            subject = f"u:{user.pk}"
         else:
             limit, window = settings.RATE_LIMIT_ANON
             subject = f"ip:{request.client_ip}"

@@ -1,15 +1,16 @@
 import logging
 import time
 
+from django.conf import settings
 from django.db import connection
 
 logger = logging.getLogger("orders.request")
 
 
 class RequestTimingMiddleware:
-    """A Server-Timing header and one structured log line per request: method, path, status,
-    duration, database time and query count, user id, client IP. Never bodies, never headers
-    (so never Authorization), never the query string."""
+    """A Server-Timing header (only with settings.SERVER_TIMING) and one structured log line per
+    request: method, path, status, duration, database time and query count, user id, client IP.
+    Never bodies, never headers (so never Authorization), never the query string."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -30,9 +31,11 @@ class RequestTimingMiddleware:
             response = self.get_response(request)
         total_ms = (time.perf_counter() - start) * 1000
         db_ms = db["seconds"] * 1000
-        response["Server-Timing"] = f"app;dur={total_ms:.1f}, db;dur={db_ms:.1f}"
+        if settings.SERVER_TIMING:  # opt-in: it tells any client how long the database takes
+            response["Server-Timing"] = f"app;dur={total_ms:.1f}, db;dur={db_ms:.1f}"
 
-        user = getattr(request, "_cached_user", None) or getattr(request, "api_user", None)
+        # The token's user (set by common/auth.py on /api/), else a session user already loaded.
+        user = getattr(request, "api_user", None) or getattr(request, "_cached_user", None)
         logger.info(
             "request",
             extra={

@@ -20,3 +20,11 @@ def test_request_log_line(api, user, token, caplog):
     assert entry["duration_ms"] >= 0 and entry["client_ip"] == "127.0.0.1"
     # Never the body, the query string or the Authorization header.
     assert token not in line and "abc" not in line and "secret" not in line
+
+
+@pytest.mark.parametrize("path", ["/api/categories/", "/api/ping/", "/admin/login/", "/"])
+def test_no_server_timing_unless_turned_on(anon, settings, path):
+    settings.SERVER_TIMING = False
+    assert "Server-Timing" not in anon.get(path)
+    settings.SERVER_TIMING = True
+    assert anon.get(path)["Server-Timing"].startswith("app;dur=")

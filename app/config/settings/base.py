@@ -24,17 +24,19 @@ MIDDLEWARE = [
     # Answers /livez and /healthz before ALLOWED_HOSTS, sessions or rate limits get a say.
     "common.middleware.health.HealthCheckMiddleware",
     "common.middleware.timing.RequestTimingMiddleware",
+    "common.middleware.query.RejectNulQueryMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "common.middleware.common.ApiCommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "common.middleware.auth.BearerTokenMiddleware",
     "common.middleware.rate_limit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
+# JSON under /api/, Django's page elsewhere (as handler400/403/404/500 in config/urls.py).
+CSRF_FAILURE_VIEW = "common.errors.csrf_failure"
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
@@ -102,10 +104,16 @@ TRUSTED_PROXIES = ()
 # one connect timeout per window, not one per request.
 REDIS_BACKOFF_SECONDS = 2.0
 TOKEN_CACHE_TIMEOUT = 300
+# A process re-checks for invalidations that could not reach Redis (revoked tokens, logouts)
+# at least this often before trusting cached authentication (apps/accounts/authcache.py).
+AUTH_CACHE_RECHECK_SECONDS = 2.0
 CATEGORY_CACHE_TIMEOUT = 3600
 # Order detail responses cached per order (apps/orders/caching.py); 0 turns it off.
 # production.py reads DJANGO_ORDER_DETAIL_CACHE_SECONDS.
 ORDER_DETAIL_CACHE_TIMEOUT = 300
+# Server-Timing (app and database time) on every response: off unless the operator turns it
+# on (DJANGO_SERVER_TIMING in production.py); it tells any client how long our queries take.
+SERVER_TIMING = False
 ORDERS_PAGE_SIZE = 20
 ORDERS_MAX_PAGE_SIZE = 100
 ORDER_MAX_LINES = 50

@@ -33,6 +33,8 @@ HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS")
 HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD")
 # Seconds an order detail response stays cached (apps/orders/caching.py); 0 = not cached.
 ORDER_DETAIL_CACHE_TIMEOUT = env_int("DJANGO_ORDER_DETAIL_CACHE_SECONDS", 0, default=300)
+# Server-Timing on responses (common/middleware/timing.py): for profiling, off by default.
+SERVER_TIMING = env_bool("DJANGO_SERVER_TIMING", default=False)
 
 # Requests go through PgBouncer (transaction pooling). Management commands that need a real
 # session (migrate, dbshell, anything using server-side cursors, advisory locks or SET) run

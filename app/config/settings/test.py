@@ -43,3 +43,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STATIC_ROOT = str(BASE_DIR / ".test-static")
 MEDIA_ROOT = str(BASE_DIR / ".test-media")
 LOGGING = logging_config("INFO")
+SERVER_TIMING = True  # the timing tests read it; common/tests/test_timing.py turns it off too
+# Query budgets must not depend on the clock: the tests of apps/accounts/authcache.py set it.
+AUTH_CACHE_RECHECK_SECONDS = 3600

@@ -159,6 +159,7 @@ def test_missing_key_stops_startup_naming_it(tmp_path, key):
         ("DJANGO_HSTS_PRELOAD", ""),
         ("DJANGO_ORDER_DETAIL_CACHE_SECONDS", "-1"),
         ("DJANGO_ORDER_DETAIL_CACHE_SECONDS", "5m"),
+        ("DJANGO_SERVER_TIMING", "sometimes"),
     ],
 )
 def test_malformed_key_stops_startup_naming_it(tmp_path, key, value):
@@ -379,3 +380,9 @@ class gunicorn:  # noqa: N801 - used as a context manager
         if raw or response.status in (301, 302):
             return response.status, data
         return response.status, json.loads(data)
+
+
+@pytest.mark.parametrize(("value", "shown"), [(None, "False"), ("true", "True"), ("off", "False")])
+def test_server_timing_is_opt_in(tmp_path, value, shown):
+    wsgi = wsgi_settings(prod_env(tmp_path, DJANGO_SERVER_TIMING=value), "print(s.SERVER_TIMING)")
+    assert wsgi.stdout.strip() == shown, wsgi.stderr

@@ -114,17 +114,43 @@ def test_entry_built_from_rows_read_before_a_change_is_not_served(
         assert api.get(detail(order.pk)).json()["status"] == "cancelled"
 
 
-def test_lost_version_keys_mean_a_rebuild_not_a_stale_answer(
-    api, order, django_assert_num_queries, django_capture_on_commit_callbacks
+@pytest.mark.parametrize(
+    "version_key",
+    [
+        lambda order: caching._order_version_key(order.pk),
+        lambda order: caching._user_version_key(order.user_id),
+        lambda order: caching.CATALOG_VERSION_KEY,
+    ],
+    ids=["order", "user", "catalog"],
+)
+def test_lost_version_key_means_a_rebuild_not_a_stale_answer(
+    api, order, version_key, django_assert_num_queries
 ):
-    api.get(detail(order.pk))
-    cache.delete(caching.CATALOG_VERSION_KEY)  # evicted, or never set
-    with django_assert_num_queries(0):  # entries were built with no catalog version: still valid
-        api.get(detail(order.pk))
-    with django_capture_on_commit_callbacks(execute=True):
-        caching.invalidate_catalog()
+    get_twice(api, order.pk, django_assert_num_queries)
+    cache.delete(version_key(order))  # evicted (allkeys-lru) or expired
     with django_assert_num_queries(2):
         api.get(detail(order.pk))
+    with django_assert_num_queries(0):  # the recreated version serves again
+        api.get(detail(order.pk))
+
+
+def test_change_then_evicted_version_shows_the_change(
+    api, order, django_capture_on_commit_callbacks
+):
+    """The entry was built before any change (the order had no version key yet); the change's
+    version is then evicted: the next request must show the change, not the old entry."""
+    assert api.get(detail(order.pk)).json()["status"] == "pending"  # cached
+    with django_capture_on_commit_callbacks(execute=True):
+        order.status = Order.Status.SHIPPED
+        order.save()
+    cache.delete(caching._order_version_key(order.pk))
+    assert api.get(detail(order.pk)).json()["status"] == "shipped"
+
+
+def test_no_entry_is_stored_under_a_missing_version(api, order, monkeypatch):
+    monkeypatch.setattr(caching.safe, "safe_add", lambda *args, **kwargs: False)
+    assert api.get(detail(order.pk)).status_code == 200
+    assert cache.get(caching._data_key(order.pk)) is None
 
 
 def test_redis_down_detail_comes_from_the_database(
