@@ -12,10 +12,10 @@ BIN         := $(VENV)/bin
 ENVS        := $(sort $(notdir $(wildcard $(REPO)/inventories/*)))
 INVENTORY   := $(REPO)/inventories/$(ENV)
 SCENARIOS   := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard $(REPO)/molecule/*/molecule.yml))))
-# Debian packages the control node needs: the harness (nspawn, mmdebstrap, apt proxy,
-# nftables), Python venvs, and the load tool of `make bench`.
-APT_PACKAGES := systemd-container mmdebstrap apt-cacher-ng nftables iproute2 openssh-client \
-                python3-venv ca-certificates curl rsync
+# Debian packages every control node needs (Ansible's venv, SSH), and those only the test-host
+# harness needs (ENV=local and Molecule): a control node for real servers never gets the latter.
+APT_PACKAGES         := openssh-client python3-venv ca-certificates curl rsync
+HARNESS_APT_PACKAGES := systemd-container mmdebstrap apt-cacher-ng nftables iproute2
 
 export ANSIBLE_CONFIG := $(REPO)/ansible/ansible.cfg
 export PYTHONPATH     := $(REPO)/harness
@@ -38,17 +38,28 @@ help: ## list the targets
 	@echo "  ENV is one of: $(ENVS)"
 
 # ---------------------------------------------------------------------------- toolchain
-.PHONY: toolchain
-toolchain: $(STATE)/apt.stamp $(VENV)/.stamp ## install Debian packages and the pinned venv (a second run installs nothing)
-
-$(STATE)/apt.stamp: Makefile
+# missing Debian packages of $(1) are installed, then $@ is touched
+define apt_install
 	@mkdir -p $(STATE)
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
 	fi
 	@touch $@
+endef
+
+.PHONY: toolchain
+toolchain: $(STATE)/apt.stamp $(VENV)/.stamp ## install Debian packages and the pinned venv (a second run installs nothing)
+
+$(STATE)/apt.stamp: Makefile
+	$(call apt_install,$(APT_PACKAGES))
+
+.PHONY: harness-tools
+harness-tools: toolchain $(STATE)/apt-harness.stamp ## the test-host harness's Debian packages (ENV=local, Molecule)
+
+$(STATE)/apt-harness.stamp: Makefile
+	$(call apt_install,$(HARNESS_APT_PACKAGES))
 
 $(VENV)/.stamp: requirements/toolchain.txt
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -75,14 +86,14 @@ define require_local
 endef
 
 .PHONY: up
-up: toolchain ## boot the local test hosts listed in inventories/local/hosts.yml (ENV=local)
+up: harness-tools ## boot the local test hosts listed in inventories/local/hosts.yml (ENV=local)
 	$(call require_env)
 	$(call require_local)
 	@$(BIN)/python -m testhosts is-up --env $(ENV) --inventory $(INVENTORY) 2>/dev/null \
 	  || $(BIN)/python -m testhosts create --env $(ENV) --inventory $(INVENTORY)
 
 .PHONY: down
-down: toolchain ## stop and remove the local test hosts (ENV=local)
+down: harness-tools ## stop and remove the local test hosts (ENV=local)
 	$(call require_env)
 	$(call require_local)
 	$(BIN)/python -m testhosts destroy --env $(ENV)
@@ -103,23 +114,23 @@ check: toolchain ## dry run with diff (--check --diff) of ansible/site.yml again
 .PHONY: backup
 backup: toolchain ## back up ENV's app database now (prints the file to restore)
 	$(call require_env)
-	$(PLAYBOOK) $(REPO)/ansible/backup.yml
+	$(PLAYBOOK) $(REPO)/ansible/backup.yml $(ARGS)
 
 .PHONY: restore
 restore: toolchain ## restore ENV's app database from BACKUP=<file> (the previous one is kept)
 	$(call require_env)
 	@if [ -z "$(BACKUP)" ]; then echo "usage: make restore ENV=$(ENV) BACKUP=<file>  (make backup prints the names)" >&2; exit 2; fi
-	$(PLAYBOOK) $(REPO)/ansible/restore.yml -e backup=$(BACKUP)
+	$(PLAYBOOK) $(REPO)/ansible/restore.yml -e backup=$(BACKUP) $(ARGS)
 
 .PHONY: rollback
 rollback: toolchain ## go back one release on ENV's app hosts (refuses when there is none)
 	$(call require_env)
-	$(PLAYBOOK) $(REPO)/ansible/rollback.yml
+	$(PLAYBOOK) $(REPO)/ansible/rollback.yml $(ARGS)
 
 .PHONY: pg-restart
 pg-restart: toolchain ## restart PostgreSQL on ENV's db host with PgBouncer paused (no failed request)
 	$(call require_env)
-	$(PLAYBOOK) $(REPO)/ansible/pg-restart.yml
+	$(PLAYBOOK) $(REPO)/ansible/pg-restart.yml $(ARGS)
 
 .PHONY: bench
 bench: toolchain ## benchmark the deployed ENV against a naive baseline (ENV=local; writes bench/results/latest.*)
@@ -157,7 +168,7 @@ docs: toolchain ## regenerate README.md's variable tables from the roles' argume
 	$(BIN)/python scripts/role-docs --write
 
 .PHONY: test-harness
-test-harness: toolchain ## the harness's own tests (unit, then real hosts: boot, reboot, leftovers, destroy)
+test-harness: harness-tools ## the harness's own tests (unit, then real hosts: boot, reboot, leftovers, destroy)
 	@$(STAGE) harness-tests $(BIN)/pytest -q -p no:cacheprovider harness/tests
 
 .PHONY: test-app
@@ -173,7 +184,7 @@ scan-tools: ## the scanners the tests run against the site (sslyze, MDN HTTP Obs
 	@$(REPO)/scripts/scan-tools
 
 .PHONY: molecule
-molecule: toolchain scan-tools ## every Molecule scenario: create, converge, idempotence, verify, destroy
+molecule: harness-tools scan-tools ## every Molecule scenario: create, converge, idempotence, verify, destroy
 	@for s in $(SCENARIOS); do $(STAGE) "molecule-$$s" $(BIN)/molecule test -s $$s || exit 1; done
 
 .PHONY: test
@@ -186,7 +197,7 @@ test: ## everything: lint, harness, app, every Molecule scenario; prints each st
 	echo "== make test: $$( [ $$rc = 0 ] && echo passed || echo FAILED ) in $$(( $$(date +%s) - start ))s"; exit $$rc
 
 .PHONY: boot-stress
-boot-stress: toolchain ## boot 3 hosts 20 times over and report every failed unit (not in make test)
+boot-stress: harness-tools ## boot 3 hosts 20 times over and report every failed unit (not in make test)
 	$(BIN)/python -m testhosts stress --hosts $${HOSTS:-3} --rounds $${ROUNDS:-20} --distro $${DISTRO:-trixie}
 
 .PHONY: clean

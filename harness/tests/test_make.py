@@ -42,3 +42,26 @@ def test_help_lists_every_target_with_its_purpose():
     listed = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     for target in ("deploy", "check", "up", "down", "test", "lint", "bench", "boot-stress"):
         assert target in listed and len(listed[target].split()) > 2, out
+
+
+def test_a_vault_password_file_is_never_committed():
+    """`make` reads inventories/<env>/.vault-password; git ignores it in every environment
+    (the local demo vault's committed vault-password.txt stays tracked)."""
+    for path in ("inventories/staging/.vault-password", "inventories/my-servers/.vault-password"):
+        ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", path], check=False)
+        assert ignored.returncode == 0, f"{path} is not ignored"
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files", "--error-unmatch",
+                              "inventories/local/vault-password.txt"], capture_output=True, check=False)
+    assert tracked.returncode == 0
+
+
+@pytest.mark.parametrize("target", ["deploy", "check", "backup", "rollback", "pg-restart"])
+def test_remote_environments_get_no_harness_packages_and_keep_args(target):
+    """A control node for real servers needs only the Ansible toolchain: the harness's Debian
+    packages (nspawn, mmdebstrap, apt-cacher-ng...) are never part of a remote target's plan;
+    and ARGS (--limit, --ask-become-pass...) reach ansible-playbook in every target."""
+    plan = make("-n", "-B", target, "ENV=staging", "ARGS=--limit=web1 --ask-become-pass")  # -B: every recipe
+    assert plan.returncode == 0, plan.stderr
+    assert "apt-harness.stamp" not in plan.stdout and "mmdebstrap" not in plan.stdout
+    playbook = [line for line in plan.stdout.splitlines() if "ansible-playbook" in line]
+    assert playbook and all("--limit=web1 --ask-become-pass" in line for line in playbook), playbook
