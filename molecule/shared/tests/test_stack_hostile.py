@@ -74,12 +74,13 @@ def test_hostile_input_gets_a_json_4xx(site, token, what, request_line, body):  
 
 
 def test_an_order_total_past_the_database_column_is_refused(site, app, token):  # noqa: F811
-    """numeric(12,2) holds less than 10^10: a product priced near the top, ordered 1,000 times,
-    is refused with a 400 before the database could answer DataError (a 500)."""
+    """numeric(12,2) holds less than 10^10: a product at the top of its price column, ordered
+    1,000 times, is refused with a 400 before the database could answer DataError (a 500)."""
     product = _in_stock_product(app)
-    app.check_output(
-        "orders-manage shell -c \"from apps.catalog.models import Product; "
-        f"Product.objects.filter(pk={product}).update(price='9999999.99', stock=100000)\"")
+    shell = "orders-manage shell -c \"from apps.catalog.models import Product; {}\""
+    before = app.check_output(shell.format(
+        f"p = Product.objects.get(pk={product}); print(p.price, p.stock)")).splitlines()[-1].split()
+    app.check_output(shell.format(f"Product.objects.filter(pk={product}).update(price='99999999.99', stock=100000)"))
     try:
         body = json.dumps({"items": [{"product_id": product, "quantity": 1000}]})
         status, headers, answer = parse(curl(site, "/api/orders/", "-H", f"Authorization: Bearer {token}",
@@ -87,6 +88,5 @@ def test_an_order_total_past_the_database_column_is_refused(site, app, token):  
         assert status == 400, answer[:300]
         assert values(headers, "content-type") == ["application/json"]
     finally:
-        app.check_output(
-            "orders-manage shell -c \"from apps.catalog.models import Product; "
-            f"Product.objects.filter(pk={product}).update(price='10.00', stock=100)\"")
+        app.check_output(shell.format(
+            f"Product.objects.filter(pk={product}).update(price='{before[0]}', stock={before[1]})"))
