@@ -1,5 +1,5 @@
 """Production settings: everything variable comes from the environment (the release's env
-file, see DECISIONS §3). A missing or malformed key stops start-up with ImproperlyConfigured
+file, see docs/decisions.md §3). A missing or malformed key stops start-up with ImproperlyConfigured
 naming the key."""
 
 from common.envcheck import (
