@@ -20,7 +20,7 @@ APT_PACKAGES := systemd-container mmdebstrap apt-cacher-ng nftables iproute2 ope
 export ANSIBLE_CONFIG := $(REPO)/ansible/ansible.cfg
 export PYTHONPATH     := $(REPO)/harness
 export PATH           := $(BIN):$(PATH)
-# ansible.cfg runs Mitogen's strategy; STRATEGY=linear is Ansible's own (README, Deploy speed)
+# ansible.cfg runs Mitogen's strategy; STRATEGY=linear is Ansible's own (docs/benchmarks.md, Deploy speed)
 ifneq ($(STRATEGY),)
 export ANSIBLE_STRATEGY := $(STRATEGY)
 endif
