@@ -20,7 +20,7 @@ HARNESS_APT_PACKAGES := systemd-container mmdebstrap apt-cacher-ng nftables ipro
 export ANSIBLE_CONFIG := $(REPO)/ansible/ansible.cfg
 export PYTHONPATH     := $(REPO)/harness
 export PATH           := $(BIN):$(PATH)
-# ansible.cfg runs Mitogen's strategy; STRATEGY=linear is Ansible's own (README, Deploy speed)
+# ansible.cfg runs Mitogen's strategy; STRATEGY=linear is Ansible's own (docs/benchmarks.md, Deploy speed)
 ifneq ($(STRATEGY),)
 export ANSIBLE_STRATEGY := $(STRATEGY)
 endif
@@ -157,14 +157,14 @@ bench-tuning: toolchain ## each tuning choice against its alternatives on ENV=lo
 
 # ---------------------------------------------------------------------------- tests
 .PHONY: lint
-lint: toolchain ## yamllint, ansible-lint (production profile), ruff, role specs vs defaults and README
+lint: toolchain ## yamllint, ansible-lint (production profile), ruff, role specs vs defaults and variable tables
 	@$(STAGE) yamllint $(BIN)/yamllint -s .
 	@$(STAGE) ansible-lint $(BIN)/ansible-lint -q
 	@$(STAGE) ruff $(BIN)/ruff check harness molecule scripts/role-docs app bench ansible/plugins
 	@$(STAGE) role-specs $(BIN)/python scripts/role-docs --check
 
 .PHONY: docs
-docs: toolchain ## regenerate README.md's variable tables from the roles' argument specs
+docs: toolchain ## regenerate the variable tables (docs/variables.md, roles' READMEs) from the argument specs
 	$(BIN)/python scripts/role-docs --write
 
 .PHONY: test-harness

@@ -1,4 +1,4 @@
-"""Strict readers for the production environment (DECISIONS §3).
+"""Strict readers for the production environment (docs/decisions.md §3).
 
 Each reader raises ImproperlyConfigured naming the key when the key is missing or malformed,
 so a bad env file stops start-up with a message that says what to fix."""

@@ -2,7 +2,7 @@
 
 Django's own RedisCacheClient.get_client() builds a new redis.Redis for every cache operation,
 and redis-py's constructor copies its ~170 response callbacks each time: 0.16 ms per call in the
-order detail's profile (README, Performance), two calls per authenticated request. A redis.Redis
+order detail's profile (docs/benchmarks.md), two calls per authenticated request. A redis.Redis
 only wraps its pool and is thread-safe, so one per pool does the same work. Hand-rolled rather than
 django-redis, which caches its client too but brings its own options, key format and serializer:
 this keeps Django's backend, its settings and its keys as they are."""

@@ -1,4 +1,4 @@
-"""The order detail's JSON, cached in Redis per order (README, Performance).
+"""The order detail's JSON, cached in Redis per order (docs/benchmarks.md).
 
 A warm detail costs one Redis round trip (MGET) and no query. An entry holds the owner's id,
 the response body and the versions it was built under; it is served only while all of them are

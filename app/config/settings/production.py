@@ -1,5 +1,5 @@
 """Production settings: everything variable comes from the environment (the release's env
-file, see DECISIONS §3). A missing or malformed key stops start-up with ImproperlyConfigured
+file, see docs/decisions.md §3). A missing or malformed key stops start-up with ImproperlyConfigured
 naming the key."""
 
 from common.envcheck import (
@@ -43,7 +43,7 @@ SERVER_TIMING = env_bool("DJANGO_SERVER_TIMING", default=False)
 _pooled = env_db("DATABASE_URL")
 _direct = env_db("DATABASE_DIRECT_URL")
 USING_DIRECT_DATABASE = env_bool("DJANGO_DATABASE_DIRECT", default=False)
-# How requests reach the database (README, Performance, Tuning): "persistent" (the default)
+# How requests reach the database (docs/benchmarks.md, Tuning): "persistent" (the default)
 # keeps one connection per worker to PgBouncer; "per-request" opens one to PgBouncer for every
 # request; "pool" is Django's psycopg pool straight to PostgreSQL, without PgBouncer.
 DB_CONNECTIONS = env_choice(

@@ -1,5 +1,5 @@
 """The production settings and the deploy path, exercised as the deploy runs them: in
-subprocesses with only the environment (DECISIONS §3) to go on."""
+subprocesses with only the environment (docs/decisions.md §3) to go on."""
 
 import os
 import socket

@@ -1,4 +1,4 @@
-"""A release that breaks never stays live (DECISIONS §7, issue 6 "Automatic rollback").
+"""A release that breaks never stays live (docs/decisions.md §7, issue 6 "Automatic rollback").
 
 Three new app versions with a planted fault are deployed for real (`ansible/site.yml`, built
 from a copy of app/) while a stream of /healthz requests runs through nginx. Each must leave

@@ -1,7 +1,7 @@
-"""Fault drills on a converged all-in-one host (DECISIONS §8-10): what clients see.
+"""Fault drills on a converged all-in-one host (docs/decisions.md §8-10): what clients see.
 
 Each drill streams requests from the control node through nginx while it breaks something,
-then asserts the outcome DECISIONS sets: zero failed requests for a planned PostgreSQL
+then asserts the outcome docs/decisions.md sets: zero failed requests for a planned PostgreSQL
 restart, 503 and never 500 while the database is gone, recovery without help, degraded but
 working pages without Redis, every service back after a reboot.
 """

@@ -1,4 +1,4 @@
-"""A release under load: `make deploy` of a new app version drops no request (DECISIONS §7, §10).
+"""A release under load: `make deploy` of a new app version drops no request (docs/decisions.md §7, §10).
 
 A steady stream of /healthz requests overlaps the whole deploy; it must see zero failures and
 both release ids. The deploy is the real one (`ansible/site.yml`); the new version differs only

@@ -1,4 +1,4 @@
-"""nginx_tls_mode: acme against a local ACME server (DECISIONS §10).
+"""nginx_tls_mode: acme against a local ACME server (docs/decisions.md §10).
 
 On the web host: pebble (HTTPS on 127.0.0.1:14000 with a throwaway CA, http-01 on port 80)
 and pebble-challtestsrv as its DNS (the site name answers with the host's address; its own
