@@ -38,6 +38,10 @@ def redis_passwords(host) -> list[str]:
     return re.findall(r">(\S+)", line)
 
 
+# the role's and operators' way in: the socket (on a split topology the TCP port speaks TLS only)
+REDIS_CLI = "redis-cli -s /run/redis/redis-server.sock"
+
+
 def _redis_password(host):
     return redis_passwords(host)[0]
 
@@ -170,9 +174,9 @@ def test_postgresql_hba_has_no_trust_and_uses_scram(host):
 
 def test_redis_refuses_without_password_and_answers_with_it(host):
     need(host, "cache")
-    anonymous = host.run("redis-cli -h 127.0.0.1 ping")
+    anonymous = host.run(f"{REDIS_CLI} ping")
     assert "NOAUTH" in anonymous.stdout + anonymous.stderr
-    authed = host.run(f"REDISCLI_AUTH='{_redis_password(host)}' redis-cli -h 127.0.0.1 ping")
+    authed = host.run(f"REDISCLI_AUTH='{_redis_password(host)}' {REDIS_CLI} ping")
     assert authed.stdout.strip() == "PONG"
 
 
@@ -188,11 +192,11 @@ def test_redis_accepts_only_the_apps_password_and_its_config_holds_none(host):
 def test_redis_memory_policy(host):
     need(host, "cache")
     pw = _redis_password(host)
-    policy = host.check_output(f"REDISCLI_AUTH='{pw}' redis-cli config get maxmemory-policy").split()
+    policy = host.check_output(f"REDISCLI_AUTH='{pw}' {REDIS_CLI} config get maxmemory-policy").split()
     assert policy[-1] == "allkeys-lru"
-    maxmemory = int(host.check_output(f"REDISCLI_AUTH='{pw}' redis-cli config get maxmemory").split()[-1])
+    maxmemory = int(host.check_output(f"REDISCLI_AUTH='{pw}' {REDIS_CLI} config get maxmemory").split()[-1])
     assert maxmemory > 0
-    assert host.check_output(f"REDISCLI_AUTH='{pw}' redis-cli config get protected-mode").split()[-1] == "yes"
+    assert host.check_output(f"REDISCLI_AUTH='{pw}' {REDIS_CLI} config get protected-mode").split()[-1] == "yes"
 
 
 @pytest.mark.parametrize(
