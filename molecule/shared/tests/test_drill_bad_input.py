@@ -22,7 +22,12 @@ MARKER = "/run/bad-input-marker"
 
 
 def host_state(host) -> str:
-    return host.check_output("systemctl list-units --state=active --plain --no-legend | awk '{print $1}' | sort")
+    """The active units, less the login sessions (each SSH command, the test's own included, is
+    a session of logind: session-N.scope, user@0.service come and go with them)."""
+    return host.check_output(
+        "systemctl list-units --state=active --plain --no-legend | awk '{print $1}'"
+        " | grep -vE '^(session-.*\\.scope|user@[0-9]+\\.service|user-runtime-dir@[0-9]+\\.service"
+        "|user-[0-9]+\\.slice|run-user-[0-9]+\\.mount)$' | sort")
 
 
 def changed_files(host) -> list[str]:
