@@ -86,6 +86,19 @@ def test_unattended_upgrades_take_security_updates_only(host):
     assert all("-security" in line for line in origins), origins
 
 
+def test_unattended_upgrades_never_restart_the_data_tier(host):
+    """PostgreSQL, PgBouncer and Redis restart only through the planned path: unattended-upgrades
+    holds their packages back (and so would upgrade neither postgresql-17 nor redis-server)."""
+    dump = host.run("apt-config dump").stdout
+    held = {line.split(" ", 1)[1].strip('";') for line in dump.splitlines()
+            if line.startswith("Unattended-Upgrade::Package-Blacklist:: ")}
+    assert {"^postgresql-[0-9]+$", "^pgbouncer$", "^redis-server$"} <= held, held
+    probe = host.run("python3 -c \"import re, sys; pats = sys.argv[1:]; "
+                     "print([n for n in ('postgresql-17', 'pgbouncer', 'redis-server', 'nginx') "
+                     "if any(re.match(p, n) for p in pats)])\" " + " ".join(f"'{p}'" for p in sorted(held)))
+    assert probe.stdout.strip() == "['postgresql-17', 'pgbouncer', 'redis-server']", probe.stdout + probe.stderr
+
+
 def test_apt_uses_the_configured_proxy(host):
     proxy = host.ansible.get_variables()["common_apt_proxy"]
     assert proxy, "scenarios set common_apt_proxy"
