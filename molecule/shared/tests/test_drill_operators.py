@@ -60,3 +60,27 @@ def test_a_site_left_enabled_under_a_previous_domain_is_disabled(all_in_one):
     finally:
         host.run(f"rm -f /etc/nginx/sites-enabled/{old}.conf {stale}")
         host.run("nginx -t && systemctl reload nginx")
+
+
+def _pgbouncer(host, setting: str) -> tuple[str, str]:
+    """(MainPID, the running value of `setting`) of PgBouncer."""
+    pid = host.check_output("systemctl show -P MainPID pgbouncer.service")
+    rows = host.check_output("runuser -u postgres -- psql -X -h /var/run/postgresql -p 6432 -U postgres"
+                             " -d pgbouncer -Atc 'SHOW CONFIG'")
+    value = next(line.split("|")[1] for line in rows.splitlines() if line.startswith(f"{setting}|"))
+    return pid, value
+
+
+def test_a_pgbouncer_setting_change_is_a_reload_not_a_restart(all_in_one):
+    """Pools and timeouts change with a reload (client connections stay); only where PgBouncer
+    listens needs a restart (its own included file)."""
+    host = all_in_one[0]
+    inventory = str(molecule_inventory())
+    pid, before = _pgbouncer(host, "query_wait_timeout")
+    try:
+        run = deploy(inventory, "-e", f"pgbouncer_query_wait_timeout={int(before) + 7}")
+        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+        assert _pgbouncer(host, "query_wait_timeout") == (pid, str(int(before) + 7)), "restarted, or not applied"
+    finally:
+        assert deploy(inventory).returncode == 0
+    assert _pgbouncer(host, "query_wait_timeout") == (pid, before)
