@@ -88,6 +88,7 @@ def test_tier_certificates_from_the_environments_ca(host, group, name, owner):
     key, cert = host.file(f"/etc/ssl/stack/{name}.key"), f"/etc/ssl/stack/{name}.crt"
     assert (key.user, key.group, key.mode) == (owner, owner, 0o600)
     assert f"IP Address:{address}" in host.check_output(f"openssl x509 -in {cert} -noout -ext subjectAltName")
+    assert "TLS Web Server Authentication" in host.check_output(f"openssl x509 -in {cert} -noout -ext extendedKeyUsage")
     assert host.run(f"openssl verify -CAfile /etc/ssl/stack/ca.crt {cert}").rc == 0
     days = host.check_output(f"echo $(( ($(date -d \"$(openssl x509 -in {cert} -noout -enddate | cut -d= -f2)\" +%s)"
                              f" - $(date -d \"$(openssl x509 -in {cert} -noout -startdate | cut -d= -f2)\" +%s)) / 86400 ))")

@@ -217,6 +217,9 @@ def test_site_key_is_private(host, site):
     key = host.file(f"/etc/ssl/{site['domain']}/privkey.pem")
     assert key.is_file
     assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+    if _vars(host).get("nginx_tls_mode", "local_ca") == "local_ca":  # a server certificate, for serving only
+        usage = host.check_output(f"openssl x509 -in /etc/ssl/{site['domain']}/fullchain.pem -noout -ext extendedKeyUsage")
+        assert "TLS Web Server Authentication" in usage, usage
     ca_key = REPO / ".state" / str(_vars(host).get("stack_env", "local")) / "ca" / "ca.key"
     assert oct(ca_key.stat().st_mode & 0o777) == "0o600"
     assert host.run("ls /etc/ssl/*/ca.key /root/ca.key 2>/dev/null").stdout == "", "the CA key never leaves the control node"
