@@ -225,3 +225,22 @@ def test_release_failing_on_the_first_app_host_stops_the_rollout(host, site, app
     finally:
         assert deploy(inventory).returncode == 0
     assert {name: _current(app) for name, app in app_hosts.items()} == before
+
+
+def test_a_run_limited_to_the_db_host_keeps_pgbouncer_as_it_is(host, app_hosts):
+    """`make deploy ARGS='--limit db1'` does not size the app hosts (their sizing play is not
+    part of the run): PgBouncer's pools stay as the full run sized them, read back from its
+    configuration, so the file is unchanged and PgBouncer is neither restarted nor reloaded
+    with other pools."""
+    db_name = inventory_groups(host)["db"][0]
+    db = other_host(db_name)
+    ini = "/etc/pgbouncer/pgbouncer.ini"
+    recorded = db.check_output(f"grep '^; app workers by host: ' {ini}")
+    assert set(json.loads(recorded.split(": ", 1)[1])) == set(app_hosts), recorded
+    before = db.check_output(f"sha256sum {ini}")
+    pid = db.check_output("systemctl show -P MainPID pgbouncer.service")
+    run = deploy(os.environ["MOLECULE_INVENTORY_FILE"], "--limit", db_name)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert "Keep their recorded workers" in run.stdout, "the probe must run without the sizing play"
+    assert db.check_output(f"sha256sum {ini}") == before, db.check_output(f"grep -E 'workers|pool|max_' {ini}")
+    assert db.check_output("systemctl show -P MainPID pgbouncer.service") == pid
