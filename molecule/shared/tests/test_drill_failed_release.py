@@ -18,11 +18,18 @@ Every test deploys the scenario's own release again at the end.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
-from drill import FAILING_MIGRATION, FAILS_TO_START, FAILS_UNDER_SOCKET_ACTIVATION, Stream, app_variant, deploy
+from drill import (
+    FAILING_MIGRATION,
+    FAILS_TO_START,
+    FAILS_UNDER_SOCKET_ACTIVATION,
+    Stream,
+    app_variant,
+    deploy,
+    scenario_inventory,
+)
 
 ROOT = "/srv/orders"
 
@@ -47,7 +54,7 @@ def _deploy_broken(all_in_one, tmp_path, fault: dict[str, str]) -> str:
     must leave behind; return the run's output (whitespace collapsed) for the test's own checks.
     The scenario's own release is deployed again at the end."""
     host, address, domain, ca = all_in_one
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    inventory = str(scenario_inventory())
     source = app_variant(tmp_path / "app", fault)
     before, kept = _current(host), _releases(host)
     try:
