@@ -93,3 +93,20 @@ def test_make_check_against_the_example_reports_no_change():
         changed = [line for line in run.stdout.splitlines() if line.startswith("changed:") and h in line]
         assert counts["changed"] == "0", f"{h}: {recap[h]}\n" + "\n".join(changed[:20])
         assert counts["failed"] == counts["unreachable"] == "0", f"{h}: {recap[h]}"
+
+
+def test_ansible_logs_in_as_the_examples_user_and_becomes_root_with_sudo():
+    """The example's ansible_user (a user with the control node's key and passwordless sudo on
+    every test host), not root: the playbooks' become does the rest."""
+    inv = scenario_inventory()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
+    env |= {"ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    user = (yaml.safe_load((inv / "hosts.yml").read_text())["all"].get("vars") or {}).get("ansible_user")
+    assert user and user != "root"
+    hosts = set(_hosts(yaml.safe_load((inv / "hosts.yml").read_text()))[0])
+    for become, expected in (([], user), (["--become"], "root")):
+        run = subprocess.run(["ansible", "all", "-i", str(inv), "--vault-password-file", str(inv / ".vault-password"),
+                              "-o", "-m", "ansible.builtin.command", "-a", "id -un", *become],
+                             capture_output=True, text=True, env=env, check=False, timeout=300)
+        answers = dict(re.findall(r"^(\S+) \| CHANGED \| rc=0 \| \(stdout\) (\S+)$", run.stdout, re.M))
+        assert answers == dict.fromkeys(hosts, expected), run.stdout + run.stderr[-2000:]

@@ -194,7 +194,9 @@ def _app_host(host):
     if not v or "app" in v.get("group_names", []):
         return host
     inventory = getattr(host.backend, "ansible_inventory", None)
-    return testinfra.get_host(f"ansible://{v['groups']['app'][0]}?ansible_inventory={inventory}")
+    # as this host's backend: through sudo when the tests log in as a user (the scenarios)
+    return testinfra.get_host(f"ansible://{v['groups']['app'][0]}?ansible_inventory={inventory}",
+                              sudo=getattr(host.backend, "sudo", False))
 
 
 def test_order_created_and_read_back_and_hidden_from_others(host, site):
