@@ -43,7 +43,8 @@ def _load_spec(args) -> specmod.Spec:
 
 def _instance_config(e: envmod.Environment, spec: specmod.Spec) -> list[dict]:
     return [
-        {"instance": h.name, "address": h.address, "user": "root", "port": 22, "identity_file": str(e.key)}
+        {"instance": h.name, "address": h.login_address, "user": specmod.LOGIN_USER, "port": 22,
+         "identity_file": str(e.key)}
         for h in spec.hosts
     ]
 

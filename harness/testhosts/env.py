@@ -25,7 +25,7 @@ from pathlib import Path
 from testhosts import net
 from testhosts.image import Images
 from testhosts.proxy import Proxy
-from testhosts.spec import Host, Spec, from_json
+from testhosts.spec import LOGIN_USER, Host, Spec, from_json
 from testhosts.system import HarnessError, cgroup_roots, log, pid_alive, read_pid, run
 
 SSH_OPTS = [
@@ -165,9 +165,23 @@ class Environment:
             t.join()
         if errors:
             raise HarnessError("; ".join(errors))
+        for h in spec.hosts:
+            self._add_login_user(h)
         self._first_package_lists(spec)
         log(f"environment {spec.env}: {len(spec.hosts)} hosts up on {spec.bridge} ({spec.subnet})")
         return failed
+
+    def _add_login_user(self, h: Host) -> None:
+        """The user the control node connects as (LOGIN_USER): the harness's key, passwordless sudo."""
+        u = LOGIN_USER
+        res = self.ssh(h.address, (
+            f"id -u {u} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {u}; "
+            f"install -d -m 0700 -o {u} -g {u} /home/{u}/.ssh && "
+            f"install -m 0600 -o {u} -g {u} /root/.ssh/authorized_keys /home/{u}/.ssh/authorized_keys && "
+            f"printf '%s ALL=(ALL) NOPASSWD: ALL\\n' {u} > /etc/sudoers.d/{u} && chmod 0440 /etc/sudoers.d/{u} && "
+            f"visudo -cq -f /etc/sudoers.d/{u}"))
+        if res.returncode != 0:
+            raise HarnessError(f"host {h.name}: could not add user {u}: {(res.stdout + res.stderr).strip()}")
 
     def _first_package_lists(self, spec: Spec, timeout: int = 120) -> None:
         """Each host's first `apt-get update`, one host at a time.
@@ -199,7 +213,9 @@ class Environment:
 
         put("etc/systemd/network/10-host0.network",
             f"[Match]\nName=host0\n\n[Network]\nAddress={h.address}/{spec.network.prefixlen}\n"
-            "LinkLocalAddressing=no\nIPv6AcceptRA=no\n# no Gateway: a test host has no route out\n")
+            # the SSH address as a /32: no route of its own, so never the source towards peers
+            + (f"Address={h.ssh_address}/32\n" if h.ssh_address else "")
+            + "LinkLocalAddressing=no\nIPv6AcceptRA=no\n# no Gateway: a test host has no route out\n")
         put("etc/apt/apt.conf.d/00testhosts-proxy",
             f'Acquire::http::Proxy "{self.proxy.url_for(spec.gateway)}";\n')
         put("etc/hostname", h.name + "\n")

@@ -1,7 +1,7 @@
 """What an environment is made of, and how it is read from an inventory or a Molecule file.
 
 A spec is plain data: an environment name, a /24 subnet and the hosts (name, address,
-Debian release).  Everything the harness creates is named from it, so the same spec
+Debian release, and optionally a second address for SSH only).  Everything the harness creates is named from it, so the same spec
 always gives the same bridge, addresses and cgroups.
 """
 
@@ -29,11 +29,23 @@ class SpecError(ValueError):
     """An environment description that cannot be built; the message says what to fix."""
 
 
+# The user the control node connects as on every test host (its key, passwordless sudo), as
+# on an operator's server; the harness itself keeps root for booting and checking hosts.
+LOGIN_USER = "deploy"
+
+
 @dataclass(frozen=True)
 class Host:
     name: str
-    address: str
+    address: str  # the primary address: the source of the host's traffic to its peers
     distro: str = DEFAULT_DISTRO
+    # a second address on the same link (/32, so never a source for peers), where Ansible
+    # connects: the SSH address of an operator's host that differs from its service address
+    ssh_address: str | None = None
+
+    @property
+    def login_address(self) -> str:
+        return self.ssh_address or self.address
 
 
 @dataclass(frozen=True)
@@ -99,7 +111,15 @@ def build(env: str, hosts: list[dict], subnet: str | None = None, extra_hosts: d
         except ValueError:
             raise SpecError(f"host {name}: address {raw.get('address')!r} is not an IPv4 address (set ansible_host)") from None
         distro = normalise_distro(raw.get("distro", DEFAULT_DISTRO), f"host {name}")
-        parsed.append(Host(name, str(addr), distro))
+        ssh = raw.get("ssh_address")
+        if ssh is not None:
+            try:
+                ssh = str(ipaddress.IPv4Address(str(ssh)))
+            except ValueError:
+                raise SpecError(f"host {name}: ssh_address {ssh!r} is not an IPv4 address") from None
+            if ssh == str(addr):
+                ssh = None
+        parsed.append(Host(name, str(addr), distro, ssh))
 
     if subnet is None:
         subnet = str(ipaddress.IPv4Network(f"{parsed[0].address}/24", strict=False))
@@ -114,17 +134,18 @@ def build(env: str, hosts: list[dict], subnet: str | None = None, extra_hosts: d
     seen_names: set[str] = set()
     seen_addrs: set[str] = set()
     for h in parsed:
-        a = ipaddress.IPv4Address(h.address)
-        if a not in net or a in (net.network_address, net.broadcast_address):
-            raise SpecError(f"host {h.name}: address {h.address} is not a host address of subnet {net}")
-        if a == gateway:
-            raise SpecError(f"host {h.name}: address {h.address} is the bridge's own address; use .2 or higher")
         if h.name in seen_names:
             raise SpecError(f"host {h.name} is listed twice")
-        if h.address in seen_addrs:
-            raise SpecError(f"host {h.name}: address {h.address} is used by another host")
         seen_names.add(h.name)
-        seen_addrs.add(h.address)
+        for address in filter(None, (h.address, h.ssh_address)):
+            a = ipaddress.IPv4Address(address)
+            if a not in net or a in (net.network_address, net.broadcast_address):
+                raise SpecError(f"host {h.name}: address {address} is not a host address of subnet {net}")
+            if a == gateway:
+                raise SpecError(f"host {h.name}: address {address} is the bridge's own address; use .2 or higher")
+            if address in seen_addrs:
+                raise SpecError(f"host {h.name}: address {address} is used by another host")
+            seen_addrs.add(address)
 
     extra = {}
     for name, addr in (extra_hosts or {}).items():

@@ -119,3 +119,29 @@ def test_the_repository_local_inventory_is_valid():
     repo = Path(__file__).resolve().parents[2]
     s = spec.from_inventory(repo / "inventories" / "local", "local")
     assert s.hosts and s.extra_hosts
+
+
+def test_a_host_may_have_a_second_address_for_ssh():
+    """Molecule connects to ssh_address as the login user; the primary address stays the service one."""
+    from testhosts import cli, env
+
+    raw = [{"name": "web1", "address": "10.231.10.11", "ssh_address": "10.231.10.111"},
+           {"name": "db1", "address": "10.231.10.12"}]
+    s = spec.build("e", raw)
+    assert [(h.address, h.login_address) for h in s.hosts] == [("10.231.10.11", "10.231.10.111"),
+                                                                ("10.231.10.12", "10.231.10.12")]
+    assert spec.from_json(s.to_json()) == s
+    e = env.Environment(Path("/nonexistent"), Path("/nonexistent"), "e")
+    conf = cli._instance_config(e, s)
+    assert [(c["address"], c["user"]) for c in conf] == [("10.231.10.111", "deploy"), ("10.231.10.12", "deploy")]
+
+
+@pytest.mark.parametrize("ssh, message", [
+    ("10.231.10.12", "used by another host"),
+    ("10.231.11.111", "not a host address of subnet"),
+    ("nowhere", "ssh_address 'nowhere' is not an IPv4 address"),
+])
+def test_bad_ssh_addresses_are_refused(ssh, message):
+    raw = [{"name": "web1", "address": "10.231.10.11", "ssh_address": ssh}, {"name": "db1", "address": "10.231.10.12"}]
+    with pytest.raises(spec.SpecError, match=message):
+        spec.build("e", raw)

@@ -8,14 +8,13 @@ connects over the bridge; other hosts connect over their own network), and every
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import time
 
 import pytest
 import testinfra
 
-from drill import ca_file
+from drill import ca_file, scenario_inventory
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +56,8 @@ def address_of(host) -> str:
 
 def other_host(name: str):
     """A testinfra host for another inventory host of the scenario."""
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
+    inventory = scenario_inventory()
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}", sudo=True)
 
 
 def inventory_groups(host) -> dict[str, list[str]]:

@@ -24,20 +24,32 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 APP = REPO / "app"
-VAULT = REPO / "inventories" / "local" / "group_vars" / "all" / "vault.yml"
-VAULT_PASSWORD = REPO / "inventories" / "local" / "vault-password.txt"
+
+
+def scenario_inventory() -> Path:
+    """The scenario's inventory: its example (inventories/staging or production) as an operator
+    fills it in, with its own vault and .vault-password; made by the create step (molecule.yml's
+    STACK_INVENTORY, molecule/shared/materialise.py)."""
+    return Path(os.environ["STACK_INVENTORY"])
+
+
+def vault_password_file(inventory: str | Path) -> Path:
+    """The vault password of an inventory directory (or of the directory of its hosts file)."""
+    inv = Path(inventory)
+    return (inv if inv.is_dir() else inv.parent) / ".vault-password"
 
 
 def deploy(inventory: str, *args: str, vault: bool = True, playbook: str = "site.yml",
            json_results: bool = False) -> subprocess.CompletedProcess:
-    """Run an ansible/ playbook as `make deploy` does, against the scenario's (or a copied) inventory.
+    """Run an ansible/ playbook as `make deploy` does, against the scenario's (or a copied) inventory;
+    ``vault``: with the inventory's vault password (as the Makefile finds it).
 
     ``json_results``: task results as one-line JSON, so a failure message can be searched as the
     play wrote it (the YAML results and the [ERROR] lines wrap long lines, even inside words).
     """
     cmd = ["ansible-playbook", "-i", inventory, str(REPO / "ansible" / playbook), *args]
     if vault:
-        cmd += ["-e", f"@{VAULT}", "--vault-password-file", str(VAULT_PASSWORD)]
+        cmd += ["--vault-password-file", str(vault_password_file(inventory))]
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     if json_results:
         env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"
@@ -86,7 +98,10 @@ if os.environ.get("LISTEN_FDS"):
 
 
 def ca_file(hostvars: dict) -> str:
-    """The local CA the nginx role exported for this environment."""
+    """The CA of the site's certificate: the local CA the nginx role exported for this environment,
+    or, for nginx_tls_mode: files, the throwaway CA the create step made the scenario's files with."""
+    if hostvars.get("nginx_tls_mode") == "files":
+        return str(scenario_inventory() / "tls" / "ca.crt")
     return str(REPO / ".state" / hostvars["stack_env"] / "ca.crt")
 
 

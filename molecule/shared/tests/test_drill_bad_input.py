@@ -7,14 +7,13 @@ no file under /etc, /srv or /usr/local newer than a marker, the same active unit
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from drill import deploy
+from drill import deploy, scenario_inventory
 
 MARKER = "/run/bad-input-marker"
 
@@ -36,7 +35,8 @@ def changed_files(host) -> list[str]:
 
 
 def molecule_inventory() -> Path:
-    return Path(os.environ["MOLECULE_INVENTORY_FILE"])
+    """The scenario's hosts file (its inventory is the directory around it)."""
+    return scenario_inventory() / "hosts.yml"
 
 
 def inventory_copy(tmp_path: Path, edit=None) -> str:
@@ -52,17 +52,18 @@ def inventory_copy(tmp_path: Path, edit=None) -> str:
 def drop_db_group(inv_dir: Path) -> None:
     f = inv_dir / molecule_inventory().name
     data = yaml.safe_load(f.read_text())
-    # Molecule writes groups at the top level, beside `all`; an operator's file nests them
-    # under all.children: drop the group wherever it is
-    data.pop("db", None)
-    data.get("all", {}).get("children", {}).pop("db", None)
+    data["all"]["children"].pop("db")
     f.write_text(yaml.safe_dump(data))
 
 
 def clear_vault(inv_dir: Path) -> None:
-    d = inv_dir / "group_vars" / "web"  # group_vars/all is a file in Molecule's inventory
+    d = inv_dir / "group_vars" / "web"
     d.mkdir(parents=True)
     (d / "vault.yml").write_text("vault_db_password: written-in-clear-by-mistake\n")
+
+
+def drop_vault(inv_dir: Path) -> None:
+    (inv_dir / "group_vars" / "all" / "vault.yml").unlink()
 
 
 CASES = {
@@ -79,7 +80,7 @@ CASES = {
     "previous Django key too short": (["-e", "django_app_secret_key_previous=too-short-to-be-a-key"], None, True,
                                       ["django_app_secret_key_previous is shorter than 50 characters",
                                        "set it to the key you are rotating away from"]),
-    "missing vault secret": ([], None, False, ["Missing secret(s)", "vault_db_password", "ansible-vault encrypt"]),
+    "missing vault secret": ([], drop_vault, False, ["Missing secret(s)", "vault_db_password", "ansible-vault encrypt"]),
     "app host with no db host": ([], drop_db_group, True, ["exactly one in db"]),
     "vault file left in clear": ([], clear_vault, True, ["holds secrets in clear text", "ansible-vault encrypt"]),
 }

@@ -18,11 +18,18 @@ Every test deploys the scenario's own release again at the end.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
-from drill import FAILING_MIGRATION, FAILS_TO_START, FAILS_UNDER_SOCKET_ACTIVATION, Stream, app_variant, deploy
+from drill import (
+    FAILING_MIGRATION,
+    FAILS_TO_START,
+    FAILS_UNDER_SOCKET_ACTIVATION,
+    Stream,
+    app_variant,
+    deploy,
+    scenario_inventory,
+)
 
 ROOT = "/srv/orders"
 
@@ -47,7 +54,7 @@ def _deploy_broken(all_in_one, tmp_path, fault: dict[str, str]) -> str:
     must leave behind; return the run's output (whitespace collapsed) for the test's own checks.
     The scenario's own release is deployed again at the end."""
     host, address, domain, ca = all_in_one
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    inventory = str(scenario_inventory())
     source = app_variant(tmp_path / "app", fault)
     before, kept = _current(host), _releases(host)
     try:
@@ -85,9 +92,13 @@ def test_release_whose_migration_fails_is_not_switched_to(all_in_one, tmp_path):
     _says(r"was not switched to: 'Migrate once[^']*' failed \(.*drill_no_such_table", output)
 
 
+def _name(host) -> str:
+    return re.escape(host.ansible.get_variables()["inventory_hostname"])
+
+
 def test_release_that_cannot_start_is_stopped_by_the_side_socket_check(all_in_one, tmp_path):
     output = _deploy_broken(all_in_one, tmp_path, FAILS_TO_START)
-    _says(r"was not switched to: it broke before any switch \(aio: 'The new release answers /livez and one "
+    _says(rf"was not switched to: it broke before any switch \({_name(all_in_one[0])}: 'The new release answers /livez and one "
           r"query on a side socket' failed: .*cannot start", output)
     assert "TASK [django_app : Migrate once" not in output, "migrate ran for a release that cannot start"
 
@@ -96,9 +107,10 @@ def test_release_that_fails_under_the_live_service_is_switched_back(all_in_one, 
     host = all_in_one[0]
     before = _current(host)
     output = _deploy_broken(all_in_one, tmp_path, FAILS_UNDER_SOCKET_ACTIVATION)
-    back = _says(r"failed after the switch on aio \(Health of the switched release through its socket: "
+    name = _name(host)
+    back = _says(rf"failed after the switch on {name} \(Health of the switched release through its socket: "
                  r"orders-live-check: orders-gunicorn.service is \w+ \(systemd restarted it \d+ time\(s\)\), "
                  r".*Worker failed to boot"
-                 r".*Switched back to ([0-9a-f]{12}), which answers again\. The failed release was removed from aio\.",
+                 rf".*Switched back to ([0-9a-f]{{12}}), which answers again\. The failed release was removed from {name}\.",
                  output)
     assert back.group(1) == before

@@ -8,14 +8,13 @@ working pages without Redis, every service back after a reboot.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 from test_stack_web import _token
 
-from drill import Stream, deploy, https_get
+from drill import Stream, deploy, https_get, scenario_inventory
 
 
 def wait_healthy(address, domain, ca, timeout: float = 60) -> bool:
@@ -39,7 +38,7 @@ def test_planned_postgresql_restart_fails_no_request(all_in_one):
     before = postmaster_pid(host)
     with Stream(address, domain, ca, rate=25, max_seconds=90) as s:
         time.sleep(2)
-        run = deploy(os.environ["MOLECULE_INVENTORY_FILE"], playbook="pg-restart.yml")
+        run = deploy(str(scenario_inventory()), playbook="pg-restart.yml")
         time.sleep(2)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert postmaster_pid(host) != before, "PostgreSQL was not restarted"

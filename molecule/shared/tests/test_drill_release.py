@@ -8,15 +8,14 @@ the switch and the restart under the socket unit.
 
 from __future__ import annotations
 
-import os
 import time
 
-from drill import Stream, deploy
+from drill import Stream, deploy, scenario_inventory
 
 
 def test_release_under_load_drops_no_request_and_shows_both_ids(all_in_one):
     host, address, domain, ca = all_in_one
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    inventory = str(scenario_inventory())
     before = host.check_output("readlink /srv/orders/current")
     try:
         with Stream(address, domain, ca, rate=20, max_seconds=400, timeout=10) as s:
@@ -36,7 +35,7 @@ def test_release_under_load_drops_no_request_and_shows_both_ids(all_in_one):
 def test_rollback_goes_back_one_release_without_failed_requests(all_in_one):
     """`make rollback`: the previous release is live again, checked, with no failed request."""
     host, address, domain, ca = all_in_one
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    inventory = str(scenario_inventory())
     assert deploy(inventory, "-e", "django_app_log_level=WARNING").returncode == 0
     newer = host.check_output("readlink /srv/orders/current").rsplit("/", 1)[-1]
     try:

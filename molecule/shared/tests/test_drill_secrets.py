@@ -12,7 +12,6 @@ No run prints a secret: every deploy here (`make deploy`, and with -v) and `make
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import time
@@ -20,7 +19,7 @@ from urllib.parse import urlencode, urlsplit
 
 from test_stack_web import _token
 
-from drill import VAULT, VAULT_PASSWORD, Stream, deploy, https_request, set_cookies
+from drill import Stream, deploy, https_request, scenario_inventory, set_cookies, vault_password_file
 
 ADMIN_USER, ADMIN_PASSWORD = "drill-secrets", "drill-secrets-password-0123456789"
 
@@ -55,17 +54,14 @@ def redis_ping(host, password: str) -> str:
 
 
 def vault_values() -> dict:
-    """The demo vault's own secrets (each value is an inline !vault string)."""
+    """The scenario's vault's own secrets (the file is encrypted as a whole, as an operator's is)."""
     import yaml
     from ansible.parsing.vault import VaultLib, VaultSecret
 
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_constructor("!vault", lambda loader, node: loader.construct_scalar(node))
-    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.read_bytes().strip()))])
-    data = yaml.load(VAULT.read_text(), Loader=Loader)
-    return {k: vault.decrypt(v).decode() for k, v in data.items() if k.startswith("vault_")}
+    inventory = scenario_inventory()
+    vault = VaultLib([("default", VaultSecret(vault_password_file(inventory).read_bytes().strip()))])
+    data = yaml.safe_load(vault.decrypt((inventory / "group_vars" / "all" / "vault.yml").read_bytes()))
+    return {k: v for k, v in data.items() if k.startswith("vault_")}
 
 
 def plain(run) -> str:
@@ -112,7 +108,7 @@ def test_db_password_rotation_has_no_window_and_retires_the_old_login(all_in_one
     one still works; once every app host switched, the old login is refused through PgBouncer and
     directly. A rollback afterwards still works: the release it goes back to gets the current login."""
     host, address, domain, ca = all_in_one
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    inventory = str(scenario_inventory())
     old_user, old_password = db_login(host)
     new_password = new_secret()
     before = host.check_output("readlink /srv/orders/current")
@@ -157,7 +153,7 @@ def test_redis_password_rotation_has_no_window_and_restarts_nothing(all_in_one):
     """New vault_redis_password, one deploy: Redis accepts both passwords live (ACL SETUSER, no
     restart, so the cache stays) while the app switches, then only the new one."""
     host, address, domain, ca = all_in_one
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    inventory = str(scenario_inventory())
     old_password = urlsplit(live_env(host)["REDIS_URL"]).password
     new_password = new_secret()
     redis_pid = host.check_output("systemctl show -P MainPID redis-server")
@@ -217,7 +213,7 @@ def test_django_key_rotation_keeps_sessions_with_the_fallback(all_in_one):
     session made before the deploy keeps working through it (Django moves it to the new key);
     a rotation without the fallback (back to the scenario's key) logs that session out."""
     host, address, domain, ca = all_in_one
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    inventory = str(scenario_inventory())
     old_key = live_env(host)["DJANGO_SECRET_KEY"]
     new_key = new_secret(50)
     jar = admin_login(address, domain, ca, host)
@@ -258,7 +254,7 @@ def test_no_secret_in_check_diff_output(all_in_one):
     """`make check` (--check --diff) with every secret changed: no secret, old or new, shows in
     its diffs or results. (The deploys of the tests above are searched the same way.)"""
     host, _, _, _ = all_in_one
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    inventory = str(scenario_inventory())
     env = live_env(host)
     values = {"live db": urlsplit(env["DATABASE_URL"]).password,
               "live redis": urlsplit(env["REDIS_URL"]).password,

@@ -26,6 +26,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from drill import scenario_inventory
+
 REPO = Path(__file__).resolve().parents[3]
 PLAYBOOK = REPO / "molecule" / "shared" / "acme.yml"
 WORK = "/run/acme-test"
@@ -80,7 +82,7 @@ def web(host):
         "name": v["inventory_hostname"],
         "domain": str(v.get("nginx_server_name") or v["site_domain"]),
         "address": address,
-        "inventory": os.environ["MOLECULE_INVENTORY_FILE"],
+        "inventory": str(scenario_inventory()),
     }
 
 

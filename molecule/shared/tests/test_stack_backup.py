@@ -7,14 +7,13 @@ with the site answering afterwards.
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
 from test_stack_web import _in_stock_product, _token
 
 from conftest import groups_of
-from drill import deploy, https_get, https_request
+from drill import deploy, https_get, https_request, scenario_inventory
 
 BACKUP_DIR = "/var/backups/postgresql"
 
@@ -103,7 +102,7 @@ def test_make_restore_empties_the_cache_of_what_the_backup_does_not_have(all_in_
     assert https_get(address, domain, ca, path, auth)[0] == 200
     assert https_get(address, domain, ca, path, auth)[0] == 200  # served from the cache
 
-    run = deploy(os.environ["MOLECULE_INVENTORY_FILE"], "-e", f"backup={newest}", playbook="restore.yml",
+    run = deploy(str(scenario_inventory()), "-e", f"backup={newest}", playbook="restore.yml",
                  json_results=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     status, body = https_get(address, domain, ca, path, auth)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shlex
 import time
@@ -19,10 +18,10 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
-from test_stack_web import REPO, _in_stock_product, _token, create_order, curl, parse
+from test_stack_web import _in_stock_product, _token, create_order, curl, parse
 
 from conftest import address_of, groups_of, inventory_groups, other_host
-from drill import FAILS_UNDER_SOCKET_ACTIVATION, Stream, app_variant, deploy
+from drill import FAILS_UNDER_SOCKET_ACTIVATION, Stream, app_variant, ca_file, deploy, scenario_inventory
 
 UNITS = "orders-gunicorn.socket orders-gunicorn.service"
 PROBE_UNIT = "probe-upstream-502"
@@ -54,8 +53,7 @@ def app_hosts(host):
 @pytest.fixture(scope="module")
 def site(host, app_hosts):
     v = host.ansible.get_variables()
-    ca = REPO / ".state" / str(v["stack_env"]) / "ca.crt"
-    return {"domain": str(v["site_domain"]), "address": address_of(host), "ca": str(ca)}
+    return {"domain": str(v["site_domain"]), "address": address_of(host), "ca": ca_file(v)}
 
 
 def _seen(app, marker: str) -> set[int]:
@@ -185,7 +183,7 @@ def test_release_failing_on_the_first_app_host_stops_the_rollout(host, site, app
     fails saying so, that host is switched back and put back into nginx's rotation, the next app
     host is never switched nor restarted, the release is removed from both, and a /healthz
     stream through the web host sees no failed request. The scenario's release is deployed again."""
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    inventory = str(scenario_inventory())
     web = host.backend.get_hostname()
     (first, _), (second, second_host) = list(app_hosts.items())[:2]
     site_file = f"/etc/nginx/sites-available/{site['domain']}.conf"
@@ -239,8 +237,19 @@ def test_a_run_limited_to_the_db_host_keeps_pgbouncer_as_it_is(host, app_hosts):
     assert set(json.loads(recorded.split(": ", 1)[1])) == set(app_hosts), recorded
     before = db.check_output(f"sha256sum {ini}")
     pid = db.check_output("systemctl show -P MainPID pgbouncer.service")
-    run = deploy(os.environ["MOLECULE_INVENTORY_FILE"], "--limit", db_name)
+    run = deploy(str(scenario_inventory()), "--limit", db_name)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert "Keep their recorded workers" in run.stdout, "the probe must run without the sizing play"
     assert db.check_output(f"sha256sum {ini}") == before, db.check_output(f"grep -E 'workers|pool|max_' {ini}")
     assert db.check_output("systemctl show -P MainPID pgbouncer.service") == pid
+
+
+def test_a_run_limited_to_the_web_host_looks_the_login_role_up(host, app_hosts):
+    """`--limit web1`: the db host is not converged, so the app's login role is looked up there
+    (ansible/login_role_lookup.yml, delegated); the run succeeds and changes nothing."""
+    web = host.backend.get_hostname()
+    run = deploy(str(scenario_inventory()), "--limit", web)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert "Look it up on the db host" in run.stdout, "the probe must run the look-up"
+    recap = re.search(rf"^{re.escape(web)}\s*:.*$", run.stdout, re.M)
+    assert recap and "changed=0" in recap.group(0), recap

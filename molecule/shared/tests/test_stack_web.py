@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from drill import ca_file
+
 REPO = Path(__file__).resolve().parents[3]
 HEADERS_ONCE = [
     "strict-transport-security",
@@ -40,8 +42,8 @@ def site(host):
     address = str(v.get("stack_private_address") or v.get("ansible_host") or host.backend.get_hostname())
     if not re.match(r"^[0-9.]+$", address):
         address = host.check_output("hostname -I").split()[0]
-    ca = REPO / ".state" / env / "ca.crt"
-    assert ca.is_file(), f"the local CA was not exported to {ca}"
+    ca = Path(ca_file({**v, "stack_env": env}))
+    assert ca.is_file(), f"the site's CA is not at {ca}"
     return {"domain": domain, "address": address, "ca": str(ca)}
 
 
@@ -192,7 +194,9 @@ def _app_host(host):
     if not v or "app" in v.get("group_names", []):
         return host
     inventory = getattr(host.backend, "ansible_inventory", None)
-    return testinfra.get_host(f"ansible://{v['groups']['app'][0]}?ansible_inventory={inventory}")
+    # as this host's backend: through sudo when the tests log in as a user (the scenarios)
+    return testinfra.get_host(f"ansible://{v['groups']['app'][0]}?ansible_inventory={inventory}",
+                              sudo=getattr(host.backend, "sudo", False))
 
 
 def test_order_created_and_read_back_and_hidden_from_others(host, site):
