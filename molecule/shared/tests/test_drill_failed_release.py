@@ -98,8 +98,8 @@ def _name(host) -> str:
 
 def test_release_that_cannot_start_is_stopped_by_the_side_socket_check(all_in_one, tmp_path):
     output = _deploy_broken(all_in_one, tmp_path, FAILS_TO_START)
-    _says(rf"was not switched to: it broke before any switch \({_name(all_in_one[0])}: 'The new release answers /livez and one "
-          r"query on a side socket' failed: .*cannot start", output)
+    _says(rf"was not switched to: it broke before any switch \({_name(all_in_one[0])}: 'The new release answers its live and "
+          r"health paths on a side socket' failed: .*cannot start", output)
     assert "TASK [django_app : Migrate once" not in output, "migrate ran for a release that cannot start"
 
 
