@@ -205,3 +205,39 @@ class Stream:
                 return True
             time.sleep(0.1)
         return False
+
+
+# Runs on a test host: the files under the given roots that hold a secret, found by the sha256
+# of every window of its length over runs of URL-safe characters. The secret never appears on a
+# command line (sudo and Ansible's module log would keep it in the host's journal).
+_FIND_SECRET = r"""
+import hashlib, os, re, sys
+digest, size, roots = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+run = re.compile(rb"[A-Za-z0-9_-]{%d,}" % size)
+for root in roots:
+    for top, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(top, name)
+            try:
+                if os.path.islink(path) or not os.path.isfile(path) or os.path.getsize(path) > 4_000_000:
+                    continue
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                continue
+            if any(hashlib.sha256(m.group()[i:i + size]).hexdigest() == digest
+                   for m in run.finditer(data) for i in range(len(m.group()) - size + 1)):
+                print(path)
+"""
+
+
+def files_holding(host, secret: str, roots: list[str]) -> list[str]:
+    """Files under ``roots`` on ``host`` (a testinfra host) that contain ``secret`` (URL-safe
+    characters), without sending the secret to the host."""
+    import hashlib
+    import shlex
+
+    assert all(c.isascii() and (c.isalnum() or c in "-_") for c in secret), "the probe finds URL-safe secrets"
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    out = host.check_output(f"python3 -c {shlex.quote(_FIND_SECRET)} {digest} {len(secret)} {' '.join(roots)}")
+    return sorted(out.split())

@@ -41,6 +41,8 @@ PEER_PORTS = [
     ("db", "pgbouncer_port", 6432, "app"),
     ("db", "postgresql_port", 5432, "app"),
     ("cache", "redis_port", 6379, "app"),
+    ("db", "pgbackrest_tls_port", 8432, "backup"),
+    ("backup", "pgbackrest_tls_port", 8432, "db"),
 ]
 
 
