@@ -16,6 +16,8 @@ import pytest
 from conftest import address_of, groups_of, inventory_groups, other_host, tcp_connects
 from drill import ca_file, files_holding, https_request
 
+REPO_PATH = "/var/lib/pgbackrest/repo"
+
 
 @pytest.fixture(scope="module")
 def repo(host):
@@ -135,6 +137,7 @@ def test_a_backup_runs_from_its_unit_and_a_failed_one_fails_the_unit(repo):
     assert run.rc == 0, run.stderr + host.run("journalctl -u pgbackrest-backup@diff.service -n 30 --no-pager").stdout
     assert len(info(repo)["backup"]) >= before  # expiry may remove an older differential
     assert info(repo)["backup"][-1]["type"] == "diff"
+    assert metric(host, "backup-diff") == (1, True)
     exposure = host.check_output("systemd-analyze security --no-pager pgbackrest-backup@diff.service | tail -1")
     assert float(exposure.rsplit(":", 1)[1].split()[0]) <= 2.0, exposure
 
@@ -145,8 +148,46 @@ def test_a_backup_runs_from_its_unit_and_a_failed_one_fails_the_unit(repo):
         failed = host.run("systemctl start pgbackrest-backup@incr.service")
         assert failed.rc != 0
         assert "pgbackrest-backup@incr.service" in host.check_output("systemctl --failed --no-legend --plain")
+        assert metric(host, "backup-incr")[0] == 0
     finally:
         host.run(f"rm -rf {dropin}; systemctl daemon-reload; systemctl reset-failed pgbackrest-backup@incr.service")
+
+
+def metric(host, job: str) -> tuple[int, bool]:
+    """(last run's success, a success is recorded) of a job's node-exporter textfile."""
+    text = host.file(f"/var/lib/prometheus/node-exporter/stack_pgbackrest_{job}.prom").content_string
+    values = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line and not line.startswith("#")}
+    return int(values["stack_pgbackrest_last_run_success"]), values["stack_pgbackrest_last_success_timestamp_seconds"] > 0
+
+
+def test_a_stalled_archive_fails_the_check_unit(repo):
+    """The archive check passes on a working archive; while the repository refuses new WAL (its
+    archive directory unwritable) the check unit fails, `systemctl --failed` lists it and its
+    metric says 0; once the repository takes WAL again the segments PostgreSQL kept are pushed and
+    the check passes."""
+    host, _, stanza, _ = repo
+    unit = "pgbackrest-check.service"
+    assert host.service("pgbackrest-check.timer").is_enabled
+    run = host.run(f"systemctl start {unit}")
+    assert run.rc == 0, host.run(f"journalctl -u {unit} -n 30 --no-pager").stdout
+    assert metric(host, "check") == (1, True)
+
+    archive = host.check_output(f"find {REPO_PATH}/archive -mindepth 1 -maxdepth 1 -name {stanza}")
+    dropin = f"/run/systemd/system/{unit}.d"
+    host.check_output(f"mkdir -p {dropin} && printf '[Service]\\nEnvironment=PGBACKREST_ARCHIVE_TIMEOUT=15\\n' "
+                      f"> {dropin}/short.conf && systemctl daemon-reload && chmod 000 {archive}")
+    try:
+        failed = host.run(f"systemctl start {unit}")
+        assert failed.rc != 0
+        assert unit in host.check_output("systemctl --failed --no-legend --plain")
+        assert metric(host, "check") == (0, True)
+    finally:
+        host.run(f"chmod 0750 {archive}; rm -rf {dropin}; systemctl daemon-reload; systemctl reset-failed {unit}")
+    deadline = time.monotonic() + 90
+    while host.run(f"systemctl start {unit}").rc != 0 and time.monotonic() < deadline:
+        time.sleep(5)
+    assert metric(host, "check")[0] == 1, host.run(f"journalctl -u {unit} -n 30 --no-pager").stdout
 
 
 def test_passphrase_is_only_on_the_repository_host(repo):
