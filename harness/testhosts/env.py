@@ -297,7 +297,7 @@ class Environment:
         SIGKILL of whatever is left, until none is alive; zombies count as gone, DECISIONS §9).
         The host's disk (its overlay's upper dir) stays until ``rebuild`` or ``destroy``. The
         other hosts of the environment are not touched. Losing a lost host is a no-op."""
-        self.host(name)
+        spec, _ = self.host(name)
         d = self.host_dir(name)
         sup = read_pid(d / "supervisor.pid")
         if sup and pid_alive(sup) and _is_supervisor(sup, self.dir):
@@ -317,9 +317,12 @@ class Environment:
                 except ProcessLookupError:
                     pass
             time.sleep(0.05)
-        while sup and pid_alive(sup) and time.monotonic() < deadline:
+        # the kernel removes the host's veth with its network namespace, a moment later: wait for
+        # it, or a rebuild right after may find the name taken and nspawn fail ("File exists")
+        while (len(net.bridge_ports(spec.bridge)) > len(self.running_hosts()) or (sup and pid_alive(sup))) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
-        if d.exists():
+        if d.exists() and not (d / "lost").exists():
             (d / "lost").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
         log(f"host {self.name}/{name}: lost (killed); its disk stays in {d / 'upper'} until rebuild or destroy")
 

@@ -195,7 +195,7 @@ def test_a_lost_host_stops_answering_at_once_and_keeps_its_disk(e, monkeypatch):
     assert e.running_hosts() == ["t13"] and e.lost_hosts() == ["t12"]
     assert (e.host_dir("t12") / "upper/root/marker").read_text() == "before\n"
     assert (boot_id(e, "t13"), read_pid(e.host_dir("t13") / "nspawn.pid")) == others
-    assert len(nspawn_pids()) == 1
+    assert len(nspawn_pids()) == 1 and len(net.bridge_ports(SPEC.bridge)) == 1  # its veth is gone too
     e.lose("t12")  # losing a lost host is a no-op
 
 
