@@ -1,4 +1,4 @@
-"""Command line: ``python -m testhosts {create,destroy,status,ssh,stress}``."""
+"""Command line: ``python -m testhosts {create,is-up,destroy,lose,rebuild,status,ssh,stress}``."""
 
 from __future__ import annotations
 
@@ -11,24 +11,13 @@ from pathlib import Path
 
 import yaml
 
+from testhosts import drill
 from testhosts import env as envmod
 from testhosts import spec as specmod
 from testhosts.system import HarnessError, log, require_host_support, require_root
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _state() -> Path:
-    return Path(os.environ.get("TESTHOSTS_STATE", REPO / ".state" / "testhosts"))
-
-
-def _cache() -> Path:
-    # machine-wide, so a fresh clone (CI) reuses base images and downloaded packages
-    return Path(os.environ.get("TESTHOSTS_CACHE", "/var/cache/testhosts"))
-
-
-def _environment(name: str) -> envmod.Environment:
-    return envmod.Environment(_state(), _cache(), name)
+_state = drill.state_dir
+_environment = drill.environment
 
 
 def _load_spec(args) -> specmod.Spec:
@@ -71,6 +60,21 @@ def cmd_destroy(args) -> int:
     return 0
 
 
+def cmd_lose(args) -> int:
+    drill.lose_host(args.env, args.host)
+    return 0
+
+
+def cmd_rebuild(args) -> int:
+    failed = drill.rebuild_host(args.env, args.host)
+    if failed:
+        msg = f"units failed at boot: {', '.join(failed)}"
+        if not args.allow_failed_units:
+            raise HarnessError(msg)
+        log("warning: " + msg)
+    return 0
+
+
 def cmd_status(args) -> int:
     envs_dir = _state() / "envs"
     names = [args.env] if args.env else sorted(p.name for p in envs_dir.glob("*"))
@@ -82,6 +86,7 @@ def cmd_status(args) -> int:
             "bridge": rec.bridge if rec else None,
             "subnet": rec.subnet if rec else None,
             "running": e.running_hosts(),
+            "lost": e.lost_hosts(),
             "hosts": {h.name: h.address for h in rec.hosts} if rec else {},
         }
     print(json.dumps(out, indent=2))
@@ -159,6 +164,18 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("destroy", help="stop and remove every host, the bridge and the cgroups of an environment")
     d.add_argument("--env", required=True)
     d.set_defaults(func=cmd_destroy)
+
+    lo = sub.add_parser("lose", help="kill one host at once (SIGKILL, no clean shutdown); its disk stays until rebuild")
+    lo.add_argument("--env", required=True)
+    lo.add_argument("--host", required=True)
+    lo.set_defaults(func=cmd_lose)
+
+    rb = sub.add_parser("rebuild", help="bring one host back brand-new (fresh disk, same name and addresses; "
+                        "lost first if it runs)")
+    rb.add_argument("--env", required=True)
+    rb.add_argument("--host", required=True)
+    rb.add_argument("--allow-failed-units", action="store_true", help="warn instead of failing on units failed at boot")
+    rb.set_defaults(func=cmd_rebuild)
 
     s = sub.add_parser("status", help="what runs, as JSON")
     s.add_argument("--env")

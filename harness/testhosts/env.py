@@ -1,10 +1,11 @@
-"""Create, supervise and destroy the hosts of one environment.
+"""Create, supervise and destroy the hosts of one environment; lose and rebuild one host.
 
 Layout on the machine (``S`` = the repo's state dir, ``C`` = the machine-wide cache):
   S/id_ed25519                        the control node's SSH key for every test host
   S/envs/<env>/spec.json              what was created (destroy works from this alone)
   S/envs/<env>/hosts/<host>/upper     the host's copy-on-write layer over its base image
   S/envs/<env>/hosts/<host>/console.log, supervisor.pid, nspawn.pid
+  S/envs/<env>/hosts/<host>/lost      when the host was lost (killed; see Environment.lose)
   C/images/<release>-<recipe hash>    base images (see image.py); C/acng: the apt proxy
   /sys/fs/cgroup/{systemd,unified}/testhosts/<env>/<host>   one cgroup per container
 Names carry the environment, so a cleanup of one environment never touches another.
@@ -41,9 +42,10 @@ def cgroup_dirs(env: str, host: str | None = None) -> list[Path]:
     return [root / rel for root in cgroup_roots()]
 
 
-def cgroup_pids(env: str) -> set[int]:
+def cgroup_pids(env: str, host: str | None = None) -> set[int]:
+    """Live processes (zombies count as gone) of an environment's cgroups, or of one host's."""
     pids: set[int] = set()
-    for top in cgroup_dirs(env):
+    for top in cgroup_dirs(env, host):
         if not top.exists():
             continue
         for procs in top.rglob("cgroup.procs"):
@@ -109,6 +111,21 @@ class Environment:
         except FileNotFoundError:
             return None
 
+    def host(self, name: str) -> tuple[Spec, Host]:
+        """The recorded spec and its host ``name``, or a HarnessError that lists the known hosts."""
+        rec = self.recorded_spec()
+        if rec is None:
+            raise HarnessError(f"environment {self.name!r} has no recorded spec ({self.dir / 'spec.json'}): "
+                               "create it first")
+        for h in rec.hosts:
+            if h.name == name:
+                return rec, h
+        raise HarnessError(f"no host {name!r} in environment {self.name!r}; its hosts: "
+                           f"{', '.join(h.name for h in rec.hosts)}")
+
+    def lost_hosts(self) -> list[str]:
+        return sorted(d.name for d in (self.dir / "hosts").glob("*") if (d / "lost").exists())
+
     def ensure_key(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
         if not self.key.exists():
@@ -167,7 +184,7 @@ class Environment:
             raise HarnessError("; ".join(errors))
         for h in spec.hosts:
             self._add_login_user(h)
-        self._first_package_lists(spec)
+        self._first_package_lists(spec.hosts)
         log(f"environment {spec.env}: {len(spec.hosts)} hosts up on {spec.bridge} ({spec.subnet})")
         return failed
 
@@ -183,7 +200,7 @@ class Environment:
         if res.returncode != 0:
             raise HarnessError(f"host {h.name}: could not add user {u}: {(res.stdout + res.stderr).strip()}")
 
-    def _first_package_lists(self, spec: Spec, timeout: int = 120) -> None:
+    def _first_package_lists(self, hosts: tuple[Host, ...] | list[Host], timeout: int = 120) -> None:
         """Each host's first `apt-get update`, one host at a time.
 
         Hosts converged together otherwise fetch the same InRelease files through the shared proxy
@@ -193,7 +210,7 @@ class Environment:
         and its apt hangs for good (seen twice in a row: multinode's db1 stuck in its first
         `apt update`). With fresh lists here, the common role's update (cache_valid_time) is a
         no-op. A failure is not fatal: the role updates the lists itself then."""
-        for h in spec.hosts:
+        for h in hosts:
             try:
                 res = self.ssh(h.address, f"timeout -k 5 {timeout} apt-get -q -o Acquire::Retries=3 update",
                                timeout=timeout + 30)
@@ -270,6 +287,70 @@ class Environment:
                 return failed
             time.sleep(0.2)
         raise HarnessError(f"host {h.name} ({h.address}) did not answer SSH within {timeout:.0f}s; see {d / 'console.log'}")
+
+    # ---------------------------------------------------------------- lose, rebuild
+    def lose(self, name: str, timeout: float = 10) -> None:
+        """Lose host ``name`` at once, as a machine whose power is cut: SIGKILL, no clean shutdown.
+
+        Its supervisor is killed first (so it does not start the host again, as after a reboot),
+        then every process of the host's cgroup (cgroup.kill where the kernel has it, then
+        SIGKILL of whatever is left, until none is alive; zombies count as gone, DECISIONS §9).
+        The host's disk (its overlay's upper dir) stays until ``rebuild`` or ``destroy``. The
+        other hosts of the environment are not touched. Losing a lost host is a no-op."""
+        spec, _ = self.host(name)
+        d = self.host_dir(name)
+        sup = read_pid(d / "supervisor.pid")
+        if sup and pid_alive(sup) and _is_supervisor(sup, self.dir):
+            os.kill(sup, signal.SIGKILL)
+        for top in cgroup_dirs(self.name, name):
+            try:
+                (top / "cgroup.kill").write_text("1")  # the whole subtree at once (cgroup v2)
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        while left := cgroup_pids(self.name, name):
+            if time.monotonic() > deadline:
+                raise HarnessError(f"host {name}: processes {sorted(left)} survived SIGKILL for {timeout:.0f}s")
+            for p in left:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+        # the kernel removes the host's veth with its network namespace, a moment later: wait for
+        # it, or a rebuild right after may find the name taken and nspawn fail ("File exists")
+        while (len(net.bridge_ports(spec.bridge)) > len(self.running_hosts()) or (sup and pid_alive(sup))) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if d.exists() and not (d / "lost").exists():
+            (d / "lost").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+        log(f"host {self.name}/{name}: lost (killed); its disk stays in {d / 'upper'} until rebuild or destroy")
+
+    def rebuild(self, name: str) -> list[str]:
+        """Bring host ``name`` back as a brand-new host; return the units that failed at boot.
+
+        The host is lost first if it still runs; then its overlay is wiped and it boots from
+        its base image with the recorded spec (same name and addresses), as ``create`` boots
+        it: ready, login user added, first package lists. Other hosts are not touched."""
+        spec, h = self.host(name)
+        self.lose(name)
+        d = self.host_dir(name)
+        self._unmount_under(d)
+        for top in cgroup_dirs(self.name, name):
+            remove_cgroup_tree(top)
+        recorded = Path((d / "image").read_text().strip()) if (d / "image").exists() else None
+        # the same base image; a newer one of the release if that one was pruned meanwhile
+        image = recorded if recorded and (recorded / ".complete").exists() else self.images.ensure(h.distro)
+        self.ensure_key()
+        self.proxy.up()
+        net.bridge_up(spec)
+        self._start(spec, h, image)
+        failed = self.wait_ready(h)
+        self._add_login_user(h)
+        self._first_package_lists([h])
+        log(f"host {self.name}/{name}: rebuilt brand-new at {h.address}"
+            + (f" (ssh {h.ssh_address})" if h.ssh_address else ""))
+        return [f"{name}: {u}" for u in failed]
 
     # ---------------------------------------------------------------- destroy
     def destroy(self, quiet: bool = False, grace: float = 30) -> None:

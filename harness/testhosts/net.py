@@ -25,6 +25,12 @@ def bridge_exists(name: str) -> bool:
     return run(["ip", "link", "show", "dev", name], check=False).returncode == 0
 
 
+def bridge_ports(name: str) -> list[str]:
+    """The interfaces enslaved to bridge ``name`` (the host side of its containers' veths)."""
+    res = run(["ip", "-j", "link", "show", "master", name], check=False)
+    return [link["ifname"] for link in json.loads(res.stdout or "[]")] if res.returncode == 0 else []
+
+
 def bridges_of_harness() -> list[str]:
     return [link["ifname"] for link in _links() if link.get("ifname", "").startswith("th-")]
 

@@ -1,4 +1,5 @@
-"""Real hosts: boot, SSH, isolation, apt through the proxy, reboot, leftovers, destroy.
+"""Real hosts: boot, SSH, isolation, apt through the proxy, reboot, leftovers, lose and
+rebuild one host, destroy.
 
 Runs as root and boots two containers (Debian 13 and 12) on their own bridge; the tests
 run in order and share the hosts, and the last one destroys them and looks for leftovers.
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
+import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -29,7 +33,8 @@ SPEC = spec.build(
     ENV,
     [
         {"name": "t13", "address": "10.231.91.11", "distro": "trixie"},
-        {"name": "t12", "address": "10.231.91.12", "distro": "bookworm"},
+        # t12 has an SSH address apart from its service one, as the scenarios' hosts do
+        {"name": "t12", "address": "10.231.91.12", "distro": "bookworm", "ssh_address": "10.231.91.112"},
     ],
     extra_hosts={"site.h-test.test": "10.231.91.11"},
 )
@@ -146,6 +151,82 @@ def test_leftovers_of_a_killed_run_are_cleaned_up_on_the_next_create(e):
     time.sleep(0.5)
     assert e.create(SPEC) == []
     assert boot_id(e, "t12") not in ("", before)
+    assert len(nspawn_pids()) == 2
+
+
+def pings(address: str, timeout: float = 1.0) -> bool:
+    """One ICMP echo (a raw socket: this machine has no ping command); True on a reply."""
+    ident = os.getpid() & 0xFFFF
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"testhost"  # an even length: 16-bit words
+    words = sum(struct.unpack(f"!{len(body) // 2}H", body))
+    words = (words >> 16) + (words & 0xFFFF)
+    csum = ~(words + (words >> 16)) & 0xFFFF
+    packet = body[:2] + struct.pack("!H", csum) + body[4:]
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sock.sendto(packet, (address, 0))
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([sock], [], [], left)[0]:
+                break
+            data, (src, _) = sock.recvfrom(1024)
+            hl = (data[0] & 0x0F) * 4
+            if src == address and data[hl] == 0 and struct.unpack("!H", data[hl + 4:hl + 6])[0] == ident:
+                return True
+    return False
+
+
+def answers(address: str) -> bool:
+    return pings(address) or envmod._port_open(address, 22)
+
+
+def test_a_lost_host_stops_answering_at_once_and_keeps_its_disk(e, monkeypatch):
+    """The drills' "the host is lost" (DECISIONS §10): SIGKILL of the whole container, not a stop."""
+    from testhosts import drill
+
+    assert sh(e, "t12", "echo before > /root/marker && sync").returncode == 0
+    others = (boot_id(e, "t13"), read_pid(e.host_dir("t13") / "nspawn.pid"))
+    assert pings("10.231.91.12") and pings("10.231.91.112")
+    monkeypatch.setenv("TESTHOSTS_STATE", str(e.state))  # the drill helper finds this environment
+    t0 = time.monotonic()
+    drill.lose_host(ENV, "t12")
+    assert time.monotonic() - t0 < 3
+    assert envmod.cgroup_pids(ENV, "t12") == set()  # zombies count as gone (DECISIONS §9)
+    assert not answers("10.231.91.12") and not answers("10.231.91.112")
+    assert e.running_hosts() == ["t13"] and e.lost_hosts() == ["t12"]
+    assert (e.host_dir("t12") / "upper/root/marker").read_text() == "before\n"
+    assert (boot_id(e, "t13"), read_pid(e.host_dir("t13") / "nspawn.pid")) == others
+    assert len(nspawn_pids()) == 1 and len(net.bridge_ports(SPEC.bridge)) == 1  # its veth is gone too
+    e.lose("t12")  # losing a lost host is a no-op
+
+
+def test_a_rebuilt_host_is_brand_new_with_the_same_name_and_addresses(e):
+    others = (boot_id(e, "t13"), read_pid(e.host_dir("t13") / "nspawn.pid"))
+    assert e.rebuild("t12") == []
+    login = subprocess.run(
+        ["ssh", "-i", str(e.key), *envmod.SSH_OPTS, f"{spec.LOGIN_USER}@10.231.91.112",
+         "sudo -n sh -c 'id -un; hostname; ls /root/marker 2>&1; ip -4 -br addr show host0; "
+         "cat /etc/apt/apt.conf.d/00testhosts-proxy; ls /var/lib/apt/lists | grep -c _Packages'"],
+        check=False, capture_output=True, text=True, timeout=60)
+    assert login.returncode == 0, login.stderr
+    out = login.stdout.splitlines()
+    assert out[:2] == ["root", "t12"]
+    assert "No such file" in out[2]  # a fresh disk: what was written before the loss is gone
+    assert "10.231.91.12/24" in out[3] and "10.231.91.112/32" in out[3]
+    assert f"{e.proxy.url_for(SPEC.gateway)}" in out[4] and int(out[5]) >= 2
+    assert (boot_id(e, "t13"), read_pid(e.host_dir("t13") / "nspawn.pid")) == others
+    assert e.lost_hosts() == [] and sorted(e.running_hosts()) == ["t12", "t13"]
+    assert sh(e, "t13", "timeout 3 bash -c '</dev/tcp/t12/22'").returncode == 0
+
+
+def test_rebuild_of_a_running_host_loses_it_first(e, monkeypatch):
+    """The CLI, as an operator or a drill would run it, on a host that still runs."""
+    from testhosts import cli
+
+    before, others = boot_id(e, "t12"), boot_id(e, "t13")
+    monkeypatch.setenv("TESTHOSTS_STATE", str(e.state))
+    assert cli.main(["rebuild", "--env", ENV, "--host", "t12"]) == 0
+    assert boot_id(e, "t12") not in ("", before)
+    assert boot_id(e, "t13") == others
     assert len(nspawn_pids()) == 2
 
 

@@ -105,3 +105,58 @@ def test_prune_keeps_an_old_image_a_running_host_uses(tmp_path, monkeypatch):
     images.prune(keep=set())
     assert old_used.exists()
     assert not old_free.exists()
+
+
+def _recorded_env(tmp_path, monkeypatch) -> None:
+    """A state dir with environment e's spec (hosts h1, h2) recorded, as create leaves it."""
+    from testhosts import spec
+
+    monkeypatch.setenv("TESTHOSTS_STATE", str(tmp_path))
+    d = tmp_path / "envs" / "e"
+    d.mkdir(parents=True)
+    s = spec.build("e", [{"name": "h1", "address": "10.231.10.11"}, {"name": "h2", "address": "10.231.10.12"}])
+    (d / "spec.json").write_text(s.to_json())
+
+
+@pytest.mark.parametrize("cmd", ["lose", "rebuild"])
+def test_lose_and_rebuild_refuse_an_unknown_host_naming_the_known_ones(tmp_path, monkeypatch, capsys, cmd):
+    _recorded_env(tmp_path, monkeypatch)
+    monkeypatch.setattr("os.kill", lambda *a: pytest.fail("nothing may be killed"))
+    assert cli.main([cmd, "--env", "e", "--host", "nope"]) == 2
+    assert "no host 'nope' in environment 'e'; its hosts: h1, h2" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["e", "envs", "spec.json"]
+
+
+@pytest.mark.parametrize("cmd", ["lose", "rebuild"])
+def test_lose_and_rebuild_refuse_an_environment_never_created(tmp_path, monkeypatch, capsys, cmd):
+    monkeypatch.setenv("TESTHOSTS_STATE", str(tmp_path))
+    assert cli.main([cmd, "--env", "nowhere", "--host", "db1"]) == 2
+    assert "environment 'nowhere' has no recorded spec" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cmd", ["lose", "rebuild"])
+def test_lose_and_rebuild_require_root(tmp_path, monkeypatch, capsys, cmd):
+    _recorded_env(tmp_path, monkeypatch)
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert cli.main([cmd, "--env", "e", "--host", "h1"]) == 2
+    assert "must run as root" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["lose", "--env", "e"], ["rebuild", "--host", "h1"], ["lose", "h1"]])
+def test_lose_and_rebuild_need_env_and_host(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert "required" in capsys.readouterr().err
+
+
+def test_the_drill_helpers_find_the_state_as_the_cli_does(tmp_path, monkeypatch):
+    from testhosts import drill
+
+    monkeypatch.delenv("TESTHOSTS_STATE", raising=False)
+    assert drill.environment("m-multinode").dir == Path(__file__).resolve().parents[2] / ".state/testhosts/envs/m-multinode"
+    monkeypatch.setenv("TESTHOSTS_STATE", str(tmp_path))
+    assert cli._environment("x").dir == drill.environment("x").dir == tmp_path / "envs" / "x"
+    _recorded_env(tmp_path, monkeypatch)
+    with pytest.raises(HarnessError, match="no host 'db1' in environment 'e'"):
+        drill.lose_host("e", "db1")
