@@ -117,10 +117,19 @@ backup: toolchain ## back up ENV's app database now (prints the file to restore)
 	$(PLAYBOOK) $(REPO)/ansible/backup.yml $(ARGS)
 
 .PHONY: restore
-restore: toolchain ## restore ENV's app database from BACKUP=<file> (the previous one is kept)
+restore: toolchain ## point-in-time restore: TARGET_TIME='YYYY-MM-DD HH:MM:SS+00' or TARGET=latest; BACKUP=<file>: an export
 	$(call require_env)
-	@if [ -z "$(BACKUP)" ]; then echo "usage: make restore ENV=$(ENV) BACKUP=<file>  (make backup prints the names)" >&2; exit 2; fi
-	$(PLAYBOOK) $(REPO)/ansible/restore.yml -e backup=$(BACKUP) $(ARGS)
+	@if [ -n "$(BACKUP)" ] && [ -z "$(TARGET_TIME)$(TARGET)" ]; then \
+	  $(PLAYBOOK) $(REPO)/ansible/restore-dump.yml -e backup=$(BACKUP) $(ARGS); \
+	elif [ -n "$(TARGET_TIME)" ] && [ -z "$(BACKUP)$(TARGET)" ]; then \
+	  $(PLAYBOOK) $(REPO)/ansible/restore.yml -e '{"restore_target": "$(TARGET_TIME)"}' $(ARGS); \
+	elif [ "$(TARGET)" = latest ] && [ -z "$(BACKUP)$(TARGET_TIME)" ]; then \
+	  $(PLAYBOOK) $(REPO)/ansible/restore.yml -e restore_target=latest $(ARGS); \
+	else \
+	  echo "usage: make restore ENV=$(ENV) TARGET_TIME='YYYY-MM-DD HH:MM:SS+00' | TARGET=latest   (point in time, pgBackRest)" >&2; \
+	  echo "       make restore ENV=$(ENV) BACKUP=<file>   (an export of make backup; make backup prints the names)" >&2; \
+	  exit 2; \
+	fi
 
 .PHONY: rollback
 rollback: toolchain ## go back one release on ENV's app hosts (refuses when there is none)

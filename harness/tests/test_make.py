@@ -37,6 +37,19 @@ def test_only_local_has_harness_hosts(target):
     assert "only ENV=local has harness hosts" in res.stderr
 
 
+@pytest.mark.parametrize("args", [[], ["TARGET=yesterday"], ["TARGET=latest", "BACKUP=x.dump"],
+                                  ["TARGET_TIME=2026-01-01 00:00:00+00", "TARGET=latest"]])
+def test_restore_needs_exactly_one_target_or_an_export(args):
+    """make restore: TARGET_TIME=... or TARGET=latest (point in time) or BACKUP=<file> (an export);
+    none, two, or another TARGET is a usage error before anything runs."""
+    res = make("restore", "ENV=staging", *args)
+    assert res.returncode == 2
+    lines = [line for line in res.stderr.splitlines() if not line.startswith("make")]
+    assert lines[0] == ("usage: make restore ENV=staging TARGET_TIME='YYYY-MM-DD HH:MM:SS+00' | TARGET=latest"
+                        "   (point in time, pgBackRest)")
+    assert "BACKUP=<file>" in lines[1] and len(lines) == 2, res.stderr
+
+
 def test_help_lists_every_target_with_its_purpose():
     out = re.sub(r"\x1b\[[0-9;]*m", "", make("help").stdout)
     listed = {line.split()[0]: line for line in out.splitlines() if line.strip()}

@@ -85,7 +85,7 @@ def test_backup_and_restore_drill(db_host):
 
 
 def test_make_restore_empties_the_cache_of_what_the_backup_does_not_have(all_in_one):
-    """`make restore` (ansible/restore.yml): an order made after the backup and read (so its detail
+    """`make restore BACKUP=` (ansible/restore-dump.yml): an order made after the backup and read (so its detail
     is cached) is gone after the restore, and the API says so at once instead of serving the
     cached copy for the cache's lifetime."""
     host, address, domain, ca = all_in_one
@@ -102,7 +102,7 @@ def test_make_restore_empties_the_cache_of_what_the_backup_does_not_have(all_in_
     assert https_get(address, domain, ca, path, auth)[0] == 200
     assert https_get(address, domain, ca, path, auth)[0] == 200  # served from the cache
 
-    run = deploy(str(scenario_inventory()), "-e", f"backup={newest}", playbook="restore.yml",
+    run = deploy(str(scenario_inventory()), "-e", f"backup={newest}", playbook="restore-dump.yml",
                  json_results=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     status, body = https_get(address, domain, ca, path, auth)
