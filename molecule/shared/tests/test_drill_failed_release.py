@@ -91,7 +91,8 @@ def test_release_whose_migration_fails_is_not_switched_to(all_in_one, tmp_path):
     output = _deploy_broken(all_in_one, tmp_path, FAILING_MIGRATION)
     _says(r"was not switched to: 'Migrate once[^']*' failed \(.*drill_no_such_table", output)
     # the deploy recorded where to restore to before it ran the migration
-    _says(r"Restore point before-migrate-[0-9a-f]{12} recorded at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", output)
+    _says(r"Restore point before-migrate-[0-9a-f]{12} recorded at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} UTC.*"
+          r"TARGET_TIME='\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\+00'", output)
 
 
 def _name(host) -> str:
