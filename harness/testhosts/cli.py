@@ -46,12 +46,17 @@ def cmd_create(args) -> int:
     failed = e.create(spec)
     if args.instance_config:
         Path(args.instance_config).write_text(yaml.safe_dump(_instance_config(e, spec), sort_keys=False))
+    _failed_units(failed, args)
+    return 0
+
+
+def _failed_units(failed: list[str], args) -> None:
+    """Units that failed at boot: an error, or a warning with --allow-failed-units."""
     if failed:
         msg = f"units failed at boot: {', '.join(failed)}"
         if not args.allow_failed_units:
             raise HarnessError(msg)
         log("warning: " + msg)
-    return 0
 
 
 def cmd_destroy(args) -> int:
@@ -66,12 +71,7 @@ def cmd_lose(args) -> int:
 
 
 def cmd_rebuild(args) -> int:
-    failed = drill.rebuild_host(args.env, args.host)
-    if failed:
-        msg = f"units failed at boot: {', '.join(failed)}"
-        if not args.allow_failed_units:
-            raise HarnessError(msg)
-        log("warning: " + msg)
+    _failed_units(drill.rebuild_host(args.env, args.host), args)
     return 0
 
 

@@ -311,11 +311,7 @@ class Environment:
         while left := cgroup_pids(self.name, name):
             if time.monotonic() > deadline:
                 raise HarnessError(f"host {name}: processes {sorted(left)} survived SIGKILL for {timeout:.0f}s")
-            for p in left:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            _sigkill(left)
             time.sleep(0.05)
         # the kernel removes the host's veth with its network namespace, a moment later: wait for
         # it, or a rebuild right after may find the name taken and nspawn fail ("File exists")
@@ -370,11 +366,7 @@ class Environment:
             left = cgroup_pids(self.name) | {p for p in sups if pid_alive(p)}
             if not left:
                 break
-            for p in left:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            _sigkill(left)
             time.sleep(0.1)
         else:
             raise HarnessError(f"environment {self.name}: processes {sorted(left)} survived SIGKILL")
@@ -399,6 +391,15 @@ class Environment:
         mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
         for m in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
             run(["umount", "-l", m], check=False)
+
+
+def _sigkill(pids) -> None:
+    """SIGKILL each process of ``pids`` that still exists."""
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _port_open(address: str, port: int) -> bool:

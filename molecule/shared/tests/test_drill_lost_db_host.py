@@ -19,6 +19,7 @@ import threading
 import time
 
 import pytest
+from test_stack_web import _in_stock_product, _token
 
 from conftest import address_of, groups_of, inventory_groups, other_host
 from drill import ca_file, deploy, https_get, https_request, scenario_inventory
@@ -47,11 +48,7 @@ def test_lost_db_host_is_rebuilt_from_the_backup_host(lost_db):
     web, app = other_host(groups["web"][0]), other_host(groups["app"][0])
     hv = web.ansible.get_variables()
     address, domain, ca = address_of(web), str(hv["site_domain"]), ca_file(hv)
-    token = app.check_output("orders-manage create_api_token demo0005 --name lost-db-drill").strip().splitlines()[-1]
-    product = int(app.check_output(
-        "orders-manage shell -c \"from apps.catalog.models import Product; "
-        "print(Product.objects.filter(stock__gt=0, is_active=True).order_by('id').values_list('id', flat=True).first())\""
-    ).strip().splitlines()[-1])
+    token, product = _token(app, "demo0005"), _in_stock_product(app)
     auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     body = json.dumps({"items": [{"product_id": product, "quantity": 2}]}).encode()
 

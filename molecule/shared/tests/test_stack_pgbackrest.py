@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from test_stack_web import _in_stock_product, _token
 
 from conftest import address_of, groups_of, inventory_groups, other_host, tcp_connects
 from drill import ca_file, files_holding, https_request
@@ -77,11 +78,7 @@ def test_archive_keeps_up_while_orders_are_written(repo):
     web, app = other_host(groups["web"][0]), other_host(groups["app"][0])
     hv = web.ansible.get_variables()
     address, domain, ca = address_of(web), str(hv["site_domain"]), ca_file(hv)
-    token = app.check_output("orders-manage create_api_token demo0004 --name archive-drill").strip().splitlines()[-1]
-    product = int(app.check_output(
-        "orders-manage shell -c \"from apps.catalog.models import Product; "
-        "print(Product.objects.filter(stock__gt=0, is_active=True).order_by('id').values_list('id', flat=True).first())\""
-    ).strip().splitlines()[-1])
+    token, product = _token(app, "demo0004"), _in_stock_product(app)
     failed_before = int(sql(db_host, "SELECT failed_count FROM pg_stat_archiver"))
 
     created: list[int] = []
