@@ -294,7 +294,7 @@ class Environment:
 
         Its supervisor is killed first (so it does not start the host again, as after a reboot),
         then every process of the host's cgroup (cgroup.kill where the kernel has it, then
-        SIGKILL of whatever is left, until none is alive; zombies count as gone, DECISIONS §9).
+        SIGKILL of whatever is left, until none is alive; zombies count as gone, docs/decisions.md §9).
         The host's disk (its overlay's upper dir) stays until ``rebuild`` or ``destroy``. The
         other hosts of the environment are not touched. Losing a lost host is a no-op."""
         spec, _ = self.host(name)

@@ -180,7 +180,7 @@ def answers(address: str) -> bool:
 
 
 def test_a_lost_host_stops_answering_at_once_and_keeps_its_disk(e, monkeypatch):
-    """The drills' "the host is lost" (DECISIONS §10): SIGKILL of the whole container, not a stop."""
+    """The drills' "the host is lost" (docs/decisions.md §10): SIGKILL of the whole container, not a stop."""
     from testhosts import drill
 
     assert sh(e, "t12", "echo before > /root/marker && sync").returncode == 0
@@ -190,7 +190,7 @@ def test_a_lost_host_stops_answering_at_once_and_keeps_its_disk(e, monkeypatch):
     t0 = time.monotonic()
     drill.lose_host(ENV, "t12")
     assert time.monotonic() - t0 < 3
-    assert envmod.cgroup_pids(ENV, "t12") == set()  # zombies count as gone (DECISIONS §9)
+    assert envmod.cgroup_pids(ENV, "t12") == set()  # zombies count as gone (docs/decisions.md §9)
     assert not answers("10.231.91.12") and not answers("10.231.91.112")
     assert e.running_hosts() == ["t13"] and e.lost_hosts() == ["t12"]
     assert (e.host_dir("t12") / "upper/root/marker").read_text() == "before\n"
