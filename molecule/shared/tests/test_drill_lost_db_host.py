@@ -19,6 +19,7 @@ import threading
 import time
 
 import pytest
+from test_stack_backup import psql
 from test_stack_web import _in_stock_product, _token
 
 from conftest import address_of, groups_of, inventory_groups, other_host
@@ -96,10 +97,8 @@ def test_lost_db_host_is_rebuilt_from_the_backup_host(lost_db, capsys):
 
     db = other_host(name)
     ids = ",".join(str(i) for i, _ in acked)
-    rows = db.check_output(
-        "runuser -u postgres -- psql -X -At -d orders -c "
-        f"\"SELECT o.id, count(i.id), coalesce(sum(i.quantity), 0) FROM orders_order o "
-        f"LEFT JOIN orders_orderitem i ON i.order_id = o.id WHERE o.id IN ({ids}) GROUP BY o.id\"")
+    rows = psql(db, "SELECT o.id, count(i.id), coalesce(sum(i.quantity), 0) FROM orders_order o "
+                f"LEFT JOIN orders_orderitem i ON i.order_id = o.id WHERE o.id IN ({ids}) GROUP BY o.id")
     back = {int(r.split("|")[0]): (int(r.split("|")[1]), int(r.split("|")[2])) for r in rows.splitlines() if r}
     assert all(v == (1, 2) for v in back.values()), "an order came back without its item"
     kept = [a for a in acked if a[0] in back]

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from test_stack_backup import psql
 from test_stack_web import _in_stock_product, _token
 
 from conftest import address_of, groups_of, inventory_groups, other_host, tcp_connects
@@ -47,10 +48,6 @@ def info(repo) -> dict:
     return json.loads(pgbackrest(repo, "--output=json", "info").stdout)[0]
 
 
-def sql(db_host, query: str, db: str = "postgres") -> str:
-    return db_host.check_output(f"runuser -u postgres -- psql -X -At -d {db} -c \"{query}\"")
-
-
 def test_stanza_is_healthy_with_a_full_backup(repo):
     stanza = info(repo)
     assert stanza["status"]["code"] == 0, stanza["status"]
@@ -79,7 +76,7 @@ def test_archive_keeps_up_while_orders_are_written(repo):
     hv = web.ansible.get_variables()
     address, domain, ca = address_of(web), str(hv["site_domain"]), ca_file(hv)
     token, product = _token(app, "demo0004"), _in_stock_product(app)
-    failed_before = int(sql(db_host, "SELECT failed_count FROM pg_stat_archiver"))
+    failed_before = int(psql(db_host, "SELECT failed_count FROM pg_stat_archiver", db="postgres"))
 
     created: list[int] = []
     stop = time.monotonic() + 8
@@ -95,13 +92,13 @@ def test_archive_keeps_up_while_orders_are_written(repo):
     writer = threading.Thread(target=write)
     writer.start()
     while writer.is_alive():
-        sql(db_host, "SELECT pg_switch_wal()")
+        psql(db_host, "SELECT pg_switch_wal()", db="postgres")
         time.sleep(2)
     writer.join()
     assert len(created) >= 5, f"only {len(created)} orders in 8 s"
 
-    last = sql(db_host, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
-    sql(db_host, "SELECT pg_switch_wal()")
+    last = psql(db_host, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())", db="postgres")
+    psql(db_host, "SELECT pg_switch_wal()", db="postgres")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         newest = info(repo)["archive"][0]["max"]
@@ -109,10 +106,10 @@ def test_archive_keeps_up_while_orders_are_written(repo):
             break
         time.sleep(2)
     assert newest >= last, f"the repository's newest segment {newest} is behind {last}"
-    assert int(sql(db_host, "SELECT failed_count FROM pg_stat_archiver")) == failed_before
+    assert int(psql(db_host, "SELECT failed_count FROM pg_stat_archiver", db="postgres")) == failed_before
     # the orders are really there to archive
-    assert sql(db_host, f"SELECT count(*) FROM orders_order WHERE id IN ({','.join(map(str, created))})",
-               db="orders") == str(len(created))
+    assert psql(db_host, f"SELECT count(*) FROM orders_order WHERE id IN ({','.join(map(str, created))})",
+                db="orders") == str(len(created))
 
 
 def test_backup_timers_are_scheduled(repo):
