@@ -141,6 +141,16 @@ pg-restart: toolchain ## restart PostgreSQL on ENV's db host with PgBouncer paus
 	$(call require_env)
 	$(PLAYBOOK) $(REPO)/ansible/pg-restart.yml $(ARGS)
 
+.PHONY: db-status
+db-status: toolchain ## the Patroni cluster of ENV: leader, replicas, lag (3+ db hosts)
+	$(call require_env)
+	$(PLAYBOOK) $(REPO)/ansible/db-status.yml $(ARGS)
+
+.PHONY: db-switchover
+db-switchover: toolchain ## planned change of the Patroni leader, PgBouncer paused (CANDIDATE=<db host> optional)
+	$(call require_env)
+	$(PLAYBOOK) $(REPO)/ansible/db-switchover.yml $(if $(CANDIDATE),-e db_switchover_to=$(CANDIDATE)) $(ARGS)
+
 .PHONY: bench
 bench: toolchain ## benchmark the deployed ENV against a naive baseline (ENV=local; writes bench/results/latest.*)
 	$(call require_env)
