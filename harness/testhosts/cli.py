@@ -1,4 +1,4 @@
-"""Command line: ``python -m testhosts {create,is-up,destroy,lose,rebuild,status,ssh,stress}``."""
+"""Command line: ``python -m testhosts {create,is-up,destroy,lose,rebuild,revive,status,ssh,stress}``."""
 
 from __future__ import annotations
 
@@ -72,6 +72,11 @@ def cmd_lose(args) -> int:
 
 def cmd_rebuild(args) -> int:
     _failed_units(drill.rebuild_host(args.env, args.host), args)
+    return 0
+
+
+def cmd_revive(args) -> int:
+    _failed_units(drill.revive_host(args.env, args.host), args)
     return 0
 
 
@@ -176,6 +181,12 @@ def parser() -> argparse.ArgumentParser:
     rb.add_argument("--host", required=True)
     rb.add_argument("--allow-failed-units", action="store_true", help="warn instead of failing on units failed at boot")
     rb.set_defaults(func=cmd_rebuild)
+
+    rv = sub.add_parser("revive", help="power a lost host on again with the disk the kill left it")
+    rv.add_argument("--env", required=True)
+    rv.add_argument("--host", required=True)
+    rv.add_argument("--allow-failed-units", action="store_true", help="warn instead of failing on units failed at boot")
+    rv.set_defaults(func=cmd_revive)
 
     s = sub.add_parser("status", help="what runs, as JSON")
     s.add_argument("--env")

@@ -1,8 +1,9 @@
-"""What a drill on the control node calls to lose a test host and bring it back brand-new.
+"""What a drill on the control node calls to lose a test host and bring it back (brand-new, or with its disk).
 
     from testhosts.drill import lose_host, rebuild_host
     lose_host("m-multinode", "db1")           # SIGKILL of the whole container; its disk stays
     failed = rebuild_host("m-multinode", "db1")  # fresh disk, same name and addresses, SSH ready
+    failed = revive_host("m-multinode", "db1")   # or: power on again with the disk it had
 
 The environment of a Molecule scenario is ``m-<scenario>``; ``local`` is ENV=local. The state
 and cache directories are found as the CLI finds them (TESTHOSTS_STATE, TESTHOSTS_CACHE, or the
@@ -47,3 +48,11 @@ def rebuild_host(env: str, host: str) -> list[str]:
     e.host(host)
     require_root()
     return e.rebuild(host)
+
+
+def revive_host(env: str, host: str) -> list[str]:
+    """Boot lost ``host`` again with the disk it had; return units failed at boot."""
+    e = environment(env)
+    e.host(host)
+    require_root()
+    return e.revive(host)

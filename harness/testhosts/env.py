@@ -249,6 +249,12 @@ class Environment:
         upper.mkdir(parents=True)
         self._write_host_files(spec, h, upper)
         (d / "image").write_text(str(image))
+        self._launch(spec, h, image)
+
+    def _launch(self, spec: Spec, h: Host, image: Path) -> None:
+        """Boot host ``h`` on ``image`` with the overlay upper dir it has (new or kept)."""
+        d = self.host_dir(h.name)
+        upper = d / "upper"
         nspawn = [
             "systemd-nspawn", "-q", "-D", str(image), f"--overlay={image}:{upper}:/",
             "-M", f"{spec.env}-{h.name}", f"--hostname={h.name}", "-b",
@@ -346,6 +352,32 @@ class Environment:
         self._first_package_lists([h])
         log(f"host {self.name}/{name}: rebuilt brand-new at {h.address}"
             + (f" (ssh {h.ssh_address})" if h.ssh_address else ""))
+        return [f"{name}: {u}" for u in failed]
+
+    def revive(self, name: str) -> list[str]:
+        """Power a lost host on again with its disk as the kill left it; return units failed at boot.
+
+        The counterpart of ``lose`` for a host that comes back (a power cut, then power): the
+        same overlay upper dir, so its services find their data as SIGKILL left it. A host that
+        runs is refused; a host that was never created or was rebuilt since is booted as is."""
+        spec, h = self.host(name)
+        d = self.host_dir(name)
+        if cgroup_pids(self.name, name):
+            raise HarnessError(f"host {self.name}/{name} runs: lose it first")
+        if not (d / "upper").is_dir():
+            raise HarnessError(f"host {self.name}/{name} has no disk to boot from ({d / 'upper'})")
+        self._unmount_under(d)
+        for top in cgroup_dirs(self.name, name):
+            remove_cgroup_tree(top)
+        recorded = Path((d / "image").read_text().strip()) if (d / "image").exists() else None
+        image = recorded if recorded and (recorded / ".complete").exists() else self.images.ensure(h.distro)
+        self.proxy.up()
+        net.bridge_up(spec)
+        (d / "lost").unlink(missing_ok=True)
+        (d / "supervisor.pid").unlink(missing_ok=True)  # the killed supervisor's: wait_ready reads the new one
+        self._launch(spec, h, image)
+        failed = self.wait_ready(h)
+        log(f"host {self.name}/{name}: powered on again with its disk at {h.address}")
         return [f"{name}: {u}" for u in failed]
 
     # ---------------------------------------------------------------- destroy

@@ -118,7 +118,7 @@ def _recorded_env(tmp_path, monkeypatch) -> None:
     (d / "spec.json").write_text(s.to_json())
 
 
-@pytest.mark.parametrize("cmd", ["lose", "rebuild"])
+@pytest.mark.parametrize("cmd", ["lose", "rebuild", "revive"])
 def test_lose_and_rebuild_refuse_an_unknown_host_naming_the_known_ones(tmp_path, monkeypatch, capsys, cmd):
     _recorded_env(tmp_path, monkeypatch)
     monkeypatch.setattr("os.kill", lambda *a: pytest.fail("nothing may be killed"))
@@ -127,14 +127,14 @@ def test_lose_and_rebuild_refuse_an_unknown_host_naming_the_known_ones(tmp_path,
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["e", "envs", "spec.json"]
 
 
-@pytest.mark.parametrize("cmd", ["lose", "rebuild"])
+@pytest.mark.parametrize("cmd", ["lose", "rebuild", "revive"])
 def test_lose_and_rebuild_refuse_an_environment_never_created(tmp_path, monkeypatch, capsys, cmd):
     monkeypatch.setenv("TESTHOSTS_STATE", str(tmp_path))
     assert cli.main([cmd, "--env", "nowhere", "--host", "db1"]) == 2
     assert "environment 'nowhere' has no recorded spec" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("cmd", ["lose", "rebuild"])
+@pytest.mark.parametrize("cmd", ["lose", "rebuild", "revive"])
 def test_lose_and_rebuild_require_root(tmp_path, monkeypatch, capsys, cmd):
     _recorded_env(tmp_path, monkeypatch)
     monkeypatch.setattr("os.geteuid", lambda: 1000)

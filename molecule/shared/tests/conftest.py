@@ -39,6 +39,25 @@ def need(host, group: str) -> None:
         pytest.skip(f"{host.backend.get_hostname()} is not in group {group}")
 
 
+def in_a_cluster(host) -> bool:
+    """Three or more db hosts: a Patroni cluster (docs/decisions.md §14)."""
+    try:
+        return len(inventory_groups(host).get("db", [])) >= 3
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+
+
+def pooler_group(host) -> str:
+    """Where PgBouncer runs: the db host, or each app host in a Patroni cluster."""
+    return "app" if in_a_cluster(host) else "db"
+
+
+def direct_port(host) -> int:
+    """PostgreSQL itself as the pooler's host reaches it: 5432 there, or the app host's HAProxy
+    (the leader) in a Patroni cluster."""
+    return 5000 if in_a_cluster(host) else 5432
+
+
 @pytest.fixture
 def all_in_one(host):
     """(host, address, site domain, CA file) of an all-in-one host: the drills run there."""

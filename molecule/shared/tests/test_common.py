@@ -38,11 +38,22 @@ def test_ssh_is_open_from_outside(host):
 # (group of the host, port variable, its default, the groups allowed in).
 PEER_PORTS = [
     ("app", "gunicorn_port", 8000, "web"),
-    ("db", "pgbouncer_port", 6432, "app"),
     ("db", "postgresql_port", 5432, "app"),
     ("cache", "redis_port", 6379, "app"),
     ("db", "pgbackrest_tls_port", 8432, "backup"),
     ("backup", "pgbackrest_tls_port", 8432, "db"),
+]
+# one db host: PgBouncer there, for the app hosts
+SINGLE_DB_PORTS = [("db", "pgbouncer_port", 6432, "app")]
+# three or more (Patroni, etcd on the db hosts; PgBouncer on each app host, for itself only):
+# replication and pg_rewind between db hosts, Patroni's REST API to its peers and the app hosts'
+# HAProxy, etcd's client and peer ports between members
+CLUSTER_PORTS = [
+    ("db", "postgresql_port", 5432, "db"),
+    ("db", "patroni_restapi_port", 8008, "app"),
+    ("db", "patroni_restapi_port", 8008, "db"),
+    ("db", "etcd_client_port", 2379, "db"),
+    ("db", "etcd_peer_port", 2380, "db"),
 ]
 
 
@@ -50,9 +61,10 @@ def test_group_ports_open_only_to_their_peer_groups(host):
     """A port a group needs answers that group's other hosts, and not the control node."""
     hv = host.ansible.get_variables()
     me, groups = hv["inventory_hostname"], inventory_groups(host)
+    ports = PEER_PORTS + (CLUSTER_PORTS if len(groups.get("db", [])) >= 3 else SINGLE_DB_PORTS)
     cases = [
         (int(hv.get(var, default)), peer)
-        for group, var, default, allowed in PEER_PORTS
+        for group, var, default, allowed in ports
         if group in groups_of(host)
         for peer in groups.get(allowed, [])
         if peer != me
@@ -94,7 +106,7 @@ def test_unattended_upgrades_never_restart_the_data_tier(host):
     dump = host.run("apt-config dump").stdout
     held = {line.split(" ", 1)[1].strip('";') for line in dump.splitlines()
             if line.startswith("Unattended-Upgrade::Package-Blacklist:: ")}
-    assert {"^postgresql-[0-9]+$", "^pgbouncer$", "^redis-server$"} <= held, held
+    assert {"^postgresql-[0-9]+$", "^pgbouncer$", "^redis-server$", "^patroni$", "^etcd-server$", "^haproxy$"} <= held, held
     probe = host.run("python3 -c \"import re, sys; pats = sys.argv[1:]; "
                      "print([n for n in ('postgresql-17', 'pgbouncer', 'redis-server', 'nginx') "
                      "if any(re.match(p, n) for p in pats)])\" " + " ".join(f"'{p}'" for p in sorted(held)))

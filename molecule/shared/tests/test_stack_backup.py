@@ -12,7 +12,7 @@ import re
 import pytest
 from test_stack_web import _in_stock_product, _token
 
-from conftest import groups_of
+from conftest import groups_of, in_a_cluster
 from drill import deploy, https_get, https_request, scenario_inventory
 
 BACKUP_DIR = "/var/backups/postgresql"
@@ -22,6 +22,8 @@ BACKUP_DIR = "/var/backups/postgresql"
 def db_host(host):
     if "db" not in groups_of(host):
         pytest.skip("not a db host")
+    if in_a_cluster(host):
+        pytest.skip("exports (pg_dump) run with one db host; a Patroni cluster's backups: test_stack_pgbackrest")
     return host
 
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import groups_of, inventory_groups, need, other_host
+from conftest import direct_port, groups_of, in_a_cluster, inventory_groups, need, other_host, pooler_group
 
 
 def _userlist(host):
@@ -48,7 +48,9 @@ def _redis_password(host):
 
 @pytest.mark.parametrize("unit", ["postgresql@*-main.service", "pgbouncer.service"])
 def test_db_units_active_and_enabled(host, unit):
-    need(host, "db")
+    if in_a_cluster(host):  # Patroni runs the postmaster; PgBouncer runs on each app host
+        unit = {"postgresql@*-main.service": "patroni.service"}.get(unit, unit)
+    need(host, pooler_group(host) if unit == "pgbouncer.service" else "db")
     name = host.check_output(f"systemctl list-units --plain --no-legend '{unit}' | awk '{{print $1}}'")
     assert name, f"no unit matches {unit}"
     assert host.service(name).is_running
@@ -70,7 +72,7 @@ def test_postgresql_listens_on_loopback_only_when_all_in_one(host):
 
 
 def test_pgbouncer_and_redis_listen_on_loopback(host):
-    need(host, "db")
+    need(host, pooler_group(host))
     listening = host.check_output("ss -Hltn 'sport = :6432' | awk '{print $4}'").split()
     assert "127.0.0.1:6432" in listening
     assert "0.0.0.0:6432" not in listening and "*:6432" not in listening
@@ -92,7 +94,8 @@ ROLE_CHECK = (
 @pytest.mark.parametrize("port", [6432, 5432])
 def test_psql_through_pgbouncer_and_direct_and_roles_are_not_superuser(host, port):
     """The app logs in as its login role (orders_r<N>); its sessions act as the owner role."""
-    need(host, "db")
+    need(host, pooler_group(host))
+    port = port if port == 6432 else direct_port(host)
     user, password = db_login(host)
     assert re.fullmatch(r"orders_r\d+", user), user
     out = host.check_output(
@@ -105,7 +108,8 @@ def test_psql_through_pgbouncer_and_direct_and_roles_are_not_superuser(host, por
 def test_tables_the_app_creates_belong_to_the_owner_role(host, port):
     """What migrate creates (direct) or a request would (through PgBouncer, transaction pooling)
     is owned by orders, whichever login role made it: a later login role can use it."""
-    need(host, "db")
+    need(host, pooler_group(host))
+    port = port if port == 6432 else direct_port(host)
     user, password = db_login(host)
     out = host.check_output(
         f"PGPASSWORD='{password}' psql -X -q -h 127.0.0.1 -p {port} -U {user} -d orders -At"
@@ -127,7 +131,7 @@ def test_owner_role_does_not_log_in(host):
 
 
 def test_pgbouncer_keeps_no_password_only_scram_verifiers(host):
-    need(host, "db")
+    need(host, pooler_group(host))
     users = {u: p for u, p in _userlist(host).items() if u != "postgres"}
     assert list(users) == [db_login(host)[0]]  # only the current login role
     assert all(p.startswith("SCRAM-SHA-256$4096:") for p in users.values()), "plain-text password in userlist.txt"
@@ -136,7 +140,7 @@ def test_pgbouncer_keeps_no_password_only_scram_verifiers(host):
 
 
 def test_pgbouncer_refuses_a_wrong_password(host):
-    need(host, "db")
+    need(host, pooler_group(host))
     user = db_login(host)[0]
     cmd = host.run(f"PGPASSWORD=wrong psql -X -h 127.0.0.1 -p 6432 -U {user} -d orders -Atc 'select 1'")
     assert cmd.rc != 0
@@ -144,7 +148,7 @@ def test_pgbouncer_refuses_a_wrong_password(host):
 
 
 def test_pgbouncer_pool_mode_is_transaction(host):
-    need(host, "db")
+    need(host, pooler_group(host))
     out = host.check_output(
         "runuser -u postgres -- psql -X -h /var/run/postgresql -p 6432 -d pgbouncer -Atc 'SHOW CONFIG'"
         " | grep -E '^(pool_mode|auth_type)\\|'"
@@ -154,7 +158,7 @@ def test_pgbouncer_pool_mode_is_transaction(host):
 
 
 def test_pgbouncer_admin_console_only_for_postgres_by_peer(host):
-    need(host, "db")
+    need(host, pooler_group(host))
     other = host.run("runuser -u nobody -- psql -X -h /var/run/postgresql -p 6432 -U postgres -d pgbouncer -Atc 'SHOW VERSION'")
     assert other.rc != 0 and "unix socket login rejected" in other.stderr
     tcp = host.run("PGPASSWORD=x psql -X -h 127.0.0.1 -p 6432 -U postgres -d pgbouncer -Atc 'SHOW VERSION'")
@@ -208,7 +212,7 @@ def test_redis_memory_policy(host):
     ],
 )
 def test_secret_files_modes(host, path, owner, group, mode):
-    needed = "cache" if "redis" in path else "db"
+    needed = "cache" if "redis" in path else pooler_group(host)
     need(host, needed)
     f = host.file(path)
     assert f.is_file
@@ -235,8 +239,8 @@ def test_postgresql_memory_follows_stack_memory_mb(host):
 
 
 def test_pgbouncer_pool_fits_the_workers_of_this_host(host):
-    need(host, "db")
-    if not {"app", "db"} <= groups_of(host):
+    need(host, pooler_group(host))
+    if not {"app", pooler_group(host)} <= groups_of(host):
         pytest.skip("workers of remote app hosts are checked on the multinode scenario")
     exec_start = host.check_output("systemctl show -P ExecStart orders-gunicorn.service")
     workers = int(re.search(r"--workers (\d+)", exec_start).group(1))
@@ -249,4 +253,9 @@ def test_pgbouncer_pool_fits_the_workers_of_this_host(host):
     assert int(config["default_pool_size"]) >= workers
     assert int(config["max_client_conn"]) >= 2 * workers
     assert int(config["server_login_retry"]) <= 2
-    assert int(_show(host, "max_connections")) > int(config["max_db_connections"])
+    if in_a_cluster(host):  # every app host's PgBouncer fits in the leader's max_connections together
+        apps = inventory_groups(host)["app"]
+        assert int(_show(other_host(inventory_groups(host)["db"][0]), "max_connections")) > \
+            len(apps) * int(config["max_db_connections"])
+    else:
+        assert int(_show(host, "max_connections")) > int(config["max_db_connections"])

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 from test_stack_web import _in_stock_product, _token, create_order, curl, parse
 
-from conftest import address_of, groups_of, inventory_groups, other_host
+from conftest import address_of, groups_of, in_a_cluster, inventory_groups, other_host
 from drill import FAILS_UNDER_SOCKET_ACTIVATION, Stream, app_variant, ca_file, deploy, files_holding, scenario_inventory
 
 UNITS = "orders-gunicorn.socket orders-gunicorn.service"
@@ -232,6 +232,16 @@ def test_a_run_limited_to_the_db_host_keeps_pgbouncer_as_it_is(host, app_hosts):
     db_name = inventory_groups(host)["db"][0]
     db = other_host(db_name)
     ini = "/etc/pgbouncer/pgbouncer.ini"
+    if in_a_cluster(host):
+        # PgBouncer runs on each app host, sized from its own workers: a run on one db host
+        # (a Patroni member) leaves every one of them as it is
+        pids = {a: other_host(a).check_output("systemctl show -P MainPID pgbouncer.service") for a in app_hosts}
+        sums = {a: other_host(a).check_output(f"sha256sum {ini}") for a in app_hosts}
+        run = deploy(str(scenario_inventory()), "--limit", db_name)
+        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+        assert {a: other_host(a).check_output(f"sha256sum {ini}") for a in app_hosts} == sums
+        assert {a: other_host(a).check_output("systemctl show -P MainPID pgbouncer.service") for a in app_hosts} == pids
+        return
     recorded = db.check_output(f"grep '^; app workers by host: ' {ini}")
     assert set(json.loads(recorded.split(": ", 1)[1])) == set(app_hosts), recorded
     before = db.check_output(f"sha256sum {ini}")

@@ -1,19 +1,23 @@
 """Traffic between tiers is encrypted and verified on split topologies: an app host reaches
 PgBouncer and PostgreSQL only over TLS (sslmode=verify-full against the environment's CA) and
 Redis only over TLS (rediss://); a plain-text connection from the app host is refused, and a
-client that trusts another CA fails. Runs on app hosts whose db and cache hosts are others."""
+client that trusts another CA fails. Runs on app hosts whose db and cache hosts are others.
+
+In a Patroni cluster (three or more db hosts) the app reaches PgBouncer on its own host over
+loopback; PgBouncer and the management commands reach the leader through HAProxy on loopback,
+with sslmode=verify-ca (the name dialled is never the certificate's; docs/decisions.md §14)."""
 
 import json
 
 import pytest
 
-from conftest import groups_of, inventory_groups
+from conftest import groups_of, in_a_cluster, inventory_groups, other_host
 
 PROBE = r'''
 import json, os, urllib.parse as up
 import psycopg, redis
 db = up.urlsplit(os.environ["DATABASE_URL"]); direct = up.urlsplit(os.environ["DATABASE_DIRECT_URL"])
-rd = up.urlsplit(os.environ["REDIS_URL"]); ca = dict(up.parse_qsl(db.query))["sslrootcert"]
+rd = up.urlsplit(os.environ["REDIS_URL"]); ca = dict(up.parse_qsl(direct.query))["sslrootcert"]
 out = {}
 def pg(name, url, **kw):
     try:
@@ -29,8 +33,9 @@ def rs(name, **kw):
         out[name] = ["ok", r.ping()]
     except Exception as e:
         out[name] = ["refused", type(e).__name__, str(e)[:300]]
+MODES = {"pgbouncer": "MODE_POOLER", "postgresql": "MODE_DIRECT"}
 for name, url in (("pgbouncer", db), ("postgresql", direct)):
-    pg(name + "_verified", url, sslmode="verify-full", sslrootcert=ca)
+    pg(name + "_verified", url, sslmode=MODES[name], sslrootcert=ca)
     pg(name + "_plain", url, sslmode="disable")
     pg(name + "_other_ca", url, sslmode="verify-full", sslrootcert="/etc/ssl/certs/ca-certificates.crt")
 rs("redis_verified", ssl=True, ssl_ca_certs=ca, ssl_cert_reqs="required", ssl_check_hostname=True)
@@ -46,20 +51,46 @@ def probe(host):
     me = host.ansible.get_variables()["inventory_hostname"]
     if "app" not in groups_of(host) or me in groups.get("db", []) or me in groups.get("cache", []):
         pytest.skip("not an app host with remote db and cache tiers")
+    modes = ("verify-full", "verify-ca") if in_a_cluster(host) else ("verify-full", "verify-full")
+    probe = PROBE.replace("MODE_POOLER", modes[0]).replace("MODE_DIRECT", modes[1])
     run = host.run("set -a; . /srv/orders/current/env; set +a; "
-                   "/srv/orders/current/venv/bin/python - <<'EOF'\n" + PROBE + "\nEOF")
+                   "/srv/orders/current/venv/bin/python - <<'EOF'\n" + probe + "\nEOF")
     assert run.rc == 0, run.stderr
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def test_the_app_is_configured_for_verified_tls(host, probe):
     env = host.check_output("cat /srv/orders/current/env")
-    assert env.count("sslmode=verify-full") == 2, "DATABASE_URL and DATABASE_DIRECT_URL verify the server"
+    if in_a_cluster(host):
+        assert "DATABASE_URL='postgres://" in env and "@127.0.0.1:6432/" in env, "PgBouncer on this host"
+        assert env.count("sslmode=verify-ca") == 1, "DATABASE_DIRECT_URL verifies the leader's certificate"
+        ini = host.check_output("cat /etc/pgbouncer/pgbouncer.ini")
+        assert "server_tls_sslmode = verify-ca" in ini, "PgBouncer verifies the leader's certificate"
+    else:
+        assert env.count("sslmode=verify-full") == 2, "DATABASE_URL and DATABASE_DIRECT_URL verify the server"
     assert "REDIS_URL='rediss://" in env and "ssl_cert_reqs=required" in env
 
 
+def test_pgbouncer_reaches_the_leader_only_over_tls(host, probe):
+    """In a Patroni cluster: every connection from this app host on the leader is encrypted."""
+    if not in_a_cluster(host):
+        pytest.skip("one db host: PgBouncer runs there (the app's connections above)")
+    me = host.ansible.get_variables()
+    address = str(me.get("stack_private_address") or me["ansible_host"])
+    rows = ""
+    for name in inventory_groups(host)["db"]:
+        rows = other_host(name).check_output(
+            "runuser -u postgres -- psql -X -Atc \"select s.ssl, count(*) from pg_stat_ssl s join pg_stat_activity a "
+            f"using (pid) where a.client_addr = '{address}' and not pg_is_in_recovery() group by s.ssl\"")
+        if rows:
+            break
+    assert rows.splitlines() == [rows.splitlines()[0]] and rows.startswith("t|"), rows or "no connection from here"
+
+
 @pytest.mark.parametrize("tier", ["pgbouncer", "postgresql"])
-def test_database_tiers_only_over_verified_tls(probe, tier):
+def test_database_tiers_only_over_verified_tls(host, probe, tier):
+    if in_a_cluster(host) and tier == "pgbouncer":
+        pytest.skip("PgBouncer runs on this app host: loopback (its way to the leader: the test above)")
     assert probe[f"{tier}_verified"] == ["ok", True, 1], probe[f"{tier}_verified"]
     # the same login, password and host as the verified connection: only TLS is missing.
     # PostgreSQL names the pg_hba entry it lacks; PgBouncer says no more than "login rejected".
