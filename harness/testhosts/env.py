@@ -254,6 +254,8 @@ class Environment:
     def _launch(self, spec: Spec, h: Host, image: Path) -> None:
         """Boot host ``h`` on ``image`` with the overlay upper dir it has (new or kept)."""
         d = self.host_dir(h.name)
+        for port in net.orphaned_ports(spec.bridge):  # a killed host's namespace the kernel keeps
+            run(["ip", "link", "delete", port])
         upper = d / "upper"
         nspawn = [
             "systemd-nspawn", "-q", "-D", str(image), f"--overlay={image}:{upper}:/",
@@ -373,6 +375,11 @@ class Environment:
         image = recorded if recorded and (recorded / ".complete").exists() else self.images.ensure(h.distro)
         self.proxy.up()
         net.bridge_up(spec)
+        # the killed host's veth goes with its network namespace, a moment after the kill: a
+        # boot before that fails ("File exists")
+        deadline = time.monotonic() + 10
+        while len(net.bridge_ports(spec.bridge)) > len(self.running_hosts()) and time.monotonic() < deadline:
+            time.sleep(0.1)
         (d / "lost").unlink(missing_ok=True)
         (d / "supervisor.pid").unlink(missing_ok=True)  # the killed supervisor's: wait_ready reads the new one
         self._launch(spec, h, image)

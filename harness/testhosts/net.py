@@ -31,6 +31,16 @@ def bridge_ports(name: str) -> list[str]:
     return [link["ifname"] for link in json.loads(res.stdout or "[]")] if res.returncode == 0 else []
 
 
+def orphaned_ports(name: str) -> list[str]:
+    """Ports of bridge ``name`` whose other end is in a network namespace no process uses any
+    more: a killed host's, which the kernel can keep for minutes when something still refers to
+    it (its veth then blocks a boot of the host under the same name)."""
+    live = {int(ns["netnsid"]) for ns in json.loads(run(["lsns", "-t", "net", "-J"]).stdout)["namespaces"]
+            if str(ns.get("netnsid", "")).isdigit()}
+    out = json.loads(run(["ip", "-j", "-d", "link", "show", "master", name]).stdout or "[]")
+    return [link["ifname"] for link in out if "link_netnsid" in link and link["link_netnsid"] not in live]
+
+
 def bridges_of_harness() -> list[str]:
     return [link["ifname"] for link in _links() if link.get("ifname", "").startswith("th-")]
 
