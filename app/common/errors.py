@@ -1,8 +1,9 @@
 """Django's error handlers (and CSRF_FAILURE_VIEW): JSON under /api/, Django's own pages
 elsewhere (the admin).
 
-handler500 also turns a lost database into 503 (Retry-After) instead of 500: it runs inside
-Django's except block, so sys.exc_info() still holds the exception."""
+handler500 also turns a lost database into 503 (Retry-After) instead of 500, and a write that
+met a read-only server (a failover in progress): it runs inside Django's except block, so
+sys.exc_info() still holds the exception."""
 
 import sys
 
@@ -13,6 +14,14 @@ from django.views import csrf, defaults
 from common.api import json_error
 
 DB_UNAVAILABLE = (OperationalError, InterfaceError)
+# read_only_sql_transaction: a write reached a server that is (for a moment) a replica, as
+# around a failover of a Patroni cluster: the database is unavailable for writes, not broken
+READ_ONLY_SQLSTATE = "25006"
+
+
+def _sqlstate(exc) -> str | None:
+    """The SQLSTATE of a database error (Django's wrapper keeps the driver's as __cause__)."""
+    return getattr(exc.__cause__, "sqlstate", None) or getattr(exc, "sqlstate", None)
 
 
 def _is_api(request) -> bool:
@@ -52,7 +61,8 @@ def page_not_found(request, exception=None):
 def server_error(request):
     exc = sys.exc_info()[1]
     if isinstance(exc, DB_UNAVAILABLE) or (
-        isinstance(exc, DatabaseError) and "connection" in str(exc).lower()
+        isinstance(exc, DatabaseError)
+        and ("connection" in str(exc).lower() or _sqlstate(exc) == READ_ONLY_SQLSTATE)
     ):
         response = json_error(503, "unavailable", "the database is unavailable, retry shortly")
         response["Retry-After"] = "5"

@@ -114,6 +114,27 @@ def test_database_error_during_request_is_503(api):
     assert response.json()["error"]["code"] == "unavailable"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_write_to_a_read_only_server_is_503(token):
+    """A real read-only session (as a replica's, around a failover): the order POST is refused
+    by PostgreSQL (SQLSTATE 25006) and the client gets 503 with Retry-After, not 500."""
+    api, product = api_client(token), make_product()
+    with connection.cursor() as cursor:
+        cursor.execute("SET default_transaction_read_only = on")
+    try:
+        response = api.post(
+            "/api/orders/",
+            data={"items": [{"product_id": product.id, "quantity": 1}]},
+            content_type="application/json",
+        )
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET default_transaction_read_only = off")
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"] == "5"
+    assert response.json()["error"]["code"] == "unavailable"
+
+
 def test_admin_pages_keep_html_errors(client):
     response = client.get("/admin-nope/")
     assert response.status_code == 404
