@@ -4,8 +4,8 @@ In this order, on one converged cluster:
 1. planned switchover (`make db-switchover`, ansible/db-switchover.yml): zero failed requests;
 2. one etcd member stopped: the leader keeps its lock and writes go on;
 3. the leader's host lost (SIGKILL of its container): requests meanwhile get 503 with Retry-After,
-   never 500; writes resume within FAILOVER_BOUND seconds; every order whose creation returned 201
-   is in the database afterwards;
+   never 500; writes resume within FAILOVER_BOUND seconds (the figure is printed); every order
+   whose creation returned 201 is in the database afterwards;
 4. the old leader's host powered on again with its disk: it rejoins as a replica (pg_rewind), and at
    no time do two db hosts answer Patroni's /primary (a sampler on an app host polls each one
    several times a second from before the loss to after the rejoin).
@@ -31,7 +31,10 @@ from conftest import address_of, inventory_groups, other_host
 from drill import ca_file, deploy, https_request, scenario_inventory
 
 RATE = 4  # order creations per second, and as many reads
-FAILOVER_BOUND = 30  # seconds from the leader's loss to the first write acknowledged again
+# seconds from the leader's loss to the first write acknowledged again: the lease (patroni_ttl,
+# 20 s) runs out 15-20 s after the kill, promotion and HAProxy's two checks add 3-5 s; measured
+# 22.6-27.8 s on a busy 2-core machine (README). The assertion leaves room for a slower CI host.
+FAILOVER_BOUND = 40
 REST = 8008
 SAMPLER = "stack-drill-primary-sampler"
 SAMPLES = "/run/stack-drill-primary.log"
