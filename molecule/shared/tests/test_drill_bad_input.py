@@ -81,7 +81,7 @@ CASES = {
                                       ["django_app_secret_key_previous is shorter than 50 characters",
                                        "set it to the key you are rotating away from"]),
     "missing vault secret": ([], drop_vault, False, ["Missing secret(s)", "vault_db_password", "ansible-vault encrypt"]),
-    "app host with no db host": ([], drop_db_group, True, ["exactly one in db"]),
+    "app host with no db host": ([], drop_db_group, True, ["and one in db (a single PostgreSQL) or three or more"]),
     "vault file left in clear": ([], clear_vault, True, ["holds secrets in clear text", "ansible-vault encrypt"]),
 }
 
