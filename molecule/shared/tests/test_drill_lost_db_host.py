@@ -22,7 +22,7 @@ import pytest
 from test_stack_backup import psql
 from test_stack_web import _in_stock_product, _token
 
-from conftest import address_of, groups_of, inventory_groups, other_host
+from conftest import address_of, groups_of, in_a_cluster, inventory_groups, other_host
 from drill import ca_file, deploy, https_get, https_request, scenario_inventory
 
 WRITE_SECONDS = 75  # longer than archive_timeout (60 s): the loss is bounded by it, not by the run
@@ -36,7 +36,7 @@ def lost_db(host):
     groups = inventory_groups(host)
     if groups.get("backup", [host.ansible.get_variables()["inventory_hostname"]])[0] in groups["db"]:
         pytest.skip("the repository is on the db host: losing it loses the backups (nothing to drill)")
-    if len(groups["db"]) >= 3:
+    if in_a_cluster(host):
         pytest.skip("a Patroni cluster: a lost db host is a failover (test_drill_patroni), not a restore")
     if "MOLECULE_SCENARIO_NAME" not in os.environ:
         pytest.skip("needs the harness's environment of a Molecule scenario")

@@ -27,7 +27,7 @@ import pytest
 from test_stack_backup import psql
 from test_stack_web import _in_stock_product, _token
 
-from conftest import address_of, inventory_groups, other_host
+from conftest import address_of, in_a_cluster, inventory_groups, other_host
 from drill import ca_file, deploy, https_request, scenario_inventory
 
 RATE = 4  # order creations per second, and as many reads
@@ -106,7 +106,7 @@ class Orders:
 @pytest.fixture(scope="module")
 def cluster(host):
     groups = inventory_groups(host)
-    if len(groups.get("db", [])) < 3:
+    if not in_a_cluster(host):
         pytest.skip("fewer than three db hosts: no Patroni")
     if host.ansible.get_variables()["inventory_hostname"] != groups["app"][0]:
         pytest.skip("runs once, from the first app host")

@@ -11,17 +11,16 @@ import re
 
 import pytest
 
-from conftest import address_of, groups_of, inventory_groups, other_host
+from conftest import address_of, groups_of, in_a_cluster, inventory_groups, other_host
 
 REST = 8008
 
 
 @pytest.fixture(scope="module")
 def db_hosts(host):
-    names = inventory_groups(host).get("db", [])
-    if len(names) < 3:
+    if not in_a_cluster(host):
         pytest.skip("fewer than three db hosts: no Patroni")
-    return names
+    return inventory_groups(host)["db"]
 
 
 def _cluster(db) -> dict:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import inventory_groups, need
+from conftest import in_a_cluster, need
 
 # a Patroni cluster (three or more db hosts): Patroni runs the postmaster, PgBouncer runs on the
 # app hosts (docs/decisions.md §14); the same limits and the same unprivileged user apply
@@ -15,7 +15,7 @@ IN_A_CLUSTER = {"postgresql@*-main.service": ("db", "patroni.service"), "pgbounc
 
 
 def _where(host, group: str, pattern: str) -> tuple[str, str]:
-    if len(inventory_groups(host).get("db", [])) >= 3 and pattern in IN_A_CLUSTER:
+    if in_a_cluster(host) and pattern in IN_A_CLUSTER:
         return IN_A_CLUSTER[pattern]
     return group, pattern
 
