@@ -38,6 +38,10 @@ class Order(models.Model):
     total = models.DecimalField(max_digits=12, decimal_places=2)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # When the SMTP server accepted the order confirmation e-mail (apps/orders/tasks.py); NULL
+    # while it is owed. Nullable and without a default: adding it rewrites no row, and the
+    # previous release, which never writes it, keeps working on the new schema.
+    confirmation_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -46,6 +50,13 @@ class Order(models.Model):
             models.Index(fields=["-created_at"], name="idx_order_created_at_desc"),
             # Serves the API's list: one user's orders, newest first.
             models.Index(fields=["user", "-created_at"], name="idx_order_user_created"),
+            # The periodic sweep's query (tasks.send_pending_confirmations): orders still owed a
+            # confirmation, oldest first. Partial, so it holds only those.
+            models.Index(
+                fields=["created_at"],
+                name="idx_order_confirmation_due",
+                condition=models.Q(confirmation_sent_at__isnull=True),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(total__gte=0), name="order_total_gte_0"),

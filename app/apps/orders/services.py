@@ -7,7 +7,7 @@ from apps.catalog.models import Product
 from apps.catalog.selectors import lock_products
 from common.api import ApiError
 
-from . import selectors
+from . import selectors, tasks
 from .models import Order, OrderItem
 
 MAX_ID = 2**63 - 1
@@ -93,7 +93,8 @@ def validate_order_request(data: dict) -> tuple[dict[int, int], int | None]:
 def create_order(*, user, lines: dict[int, int], shipping_address_id: int | None = None) -> Order:
     """Create an order and take its stock, all or nothing. The products' rows are locked (in
     id order) for the length of the transaction, so concurrent orders queue on the rows they
-    share and stock can never go negative."""
+    share and stock can never go negative. After the commit, the order's confirmation e-mail
+    is queued (tasks.py)."""
     address = None
     if shipping_address_id is not None:
         address = selectors.address_for_user(user, shipping_address_id)
@@ -137,4 +138,11 @@ def create_order(*, user, lines: dict[int, int], shipping_address_id: int | None
         OrderItem(order=order, product=products[pid], quantity=qty, price=products[pid].price)
         for pid, qty in lines.items()
     )
+    # The confirmation e-mail is queued only once the order is committed (a worker could not see
+    # it before, and a rolled-back order gets none), by the outermost transaction's commit if
+    # create_order runs inside another one. enqueue_confirmation never raises for a broker that
+    # is away; robust=True also keeps anything unexpected from turning the response of an order
+    # that is already committed into a 500 (Django logs it instead).
+    order_id = order.id
+    transaction.on_commit(lambda: tasks.enqueue_confirmation(order_id), robust=True)
     return order

@@ -120,6 +120,79 @@ ORDER_MAX_LINES = 50
 ORDER_MAX_QUANTITY = 1000
 RELEASE = "dev"
 
+# --- Mail -------------------------------------------------------------------------------------
+# production.py reads the SMTP server from EMAIL_URL and the sender from DJANGO_DEFAULT_FROM_EMAIL.
+# An SMTP server that stops answering costs a worker this long per attempt, not forever.
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = "orders@localhost"
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- Celery (config/celery.py): order confirmation e-mails, sent after commit -------------------
+# Read by config/celery.py through the CELERY_ namespace. production.py sets the broker from
+# CELERY_BROKER_URL (a Redis instance of its own, maxmemory-policy noeviction) and its TLS options;
+# memory:// here reaches nothing outside the process.
+CELERY_BROKER_URL = "memory://"
+CELERY_BROKER_USE_SSL = None
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_ENABLE_UTC = True
+# JSON only: a pickle message from anyone who can write to the broker would run code.
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# No result backend: nothing reads results, and the database records the outcome
+# (Order.confirmation_sent_at).
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged when it has finished, not when a worker took it: a worker that dies
+# mid-task leaves it unacknowledged, and the broker delivers it again.
+CELERY_TASK_ACKS_LATE = True
+# ...and a pool process killed mid-task (OOM killer, SIGKILL) puts its task back in the queue
+# instead of acknowledging it as failed.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Each pool process reserves one task at a time: with late acks, a prefetched task would sit
+# unacknowledged behind a slow one (and be redelivered after the visibility timeout anyway).
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# On a lost broker connection, running tasks with late acks cannot be acknowledged any more
+# and will be delivered again: cancel them rather than let them finish and run twice. (Celery
+# 6's default; leaving it False warns on every connection loss.) The task is idempotent either way.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# A hung pool process (past EMAIL_TIMEOUT and the database's timeouts) is killed; its order
+# stays unconfirmed and the periodic sweep queues it again (apps/orders/tasks.py).
+CELERY_TASK_TIME_LIMIT = 120
+# A worker or beat started while Redis is down waits for it instead of exiting.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # A task taken but never acknowledged (its whole worker died) is delivered again after
+    # this many seconds. production.py reads CELERY_VISIBILITY_TIMEOUT. It must stay above the
+    # longest retry countdown (apps/orders/tasks.py RETRY_BACKOFF_MAX): a worker holds a
+    # countdown task unacknowledged, and Redis would hand it out a second time.
+    "visibility_timeout": 300,
+    # Publishing happens in web requests: a dead or blackholed broker must cost at most about
+    # a second (with the retry policy below), like the cache's 0.3 s (REDIS_CLIENT_OPTIONS).
+    "socket_connect_timeout": 0.3,
+    "socket_timeout": 0.5,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
+# Three tries 0 and 0.2 s apart, then the caller gets the error (services.create_order logs it,
+# the periodic sweep sends the mail later).
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+# Logging is Django's LOGGING (JSON lines); config/celery.py keeps Celery's handlers out.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    # The safety net for confirmations whose task was never queued (broker down at the order's
+    # commit) or got lost: apps/orders/tasks.py send_pending_confirmations.
+    "send-pending-order-confirmations": {
+        "task": "apps.orders.tasks.send_pending_confirmations",
+        "schedule": 60.0,
+        # Runs missed while no worker was up are not worth running back to back later.
+        "options": {"expires": 55},
+    },
+}
+
 REDIS_CLIENT_OPTIONS = {
     # A dead or unreachable Redis costs at most this, not seconds.
     "socket_connect_timeout": 0.3,

@@ -4,8 +4,11 @@ naming the key."""
 
 from common.envcheck import (
     env_bool,
+    env_broker,
     env_choice,
     env_db,
+    env_email,
+    env_from_email,
     env_hosts,
     env_int,
     env_origins,
@@ -86,6 +89,31 @@ CACHES = {
         "OPTIONS": dict(REDIS_CLIENT_OPTIONS),
     }
 }
+
+# Celery (config/celery.py): the broker, and its TLS options for rediss:// (envcheck.env_broker).
+CELERY_BROKER_URL, CELERY_BROKER_USE_SSL = env_broker("CELERY_BROKER_URL")
+# Celery itself reads the environment variable CELERY_BROKER_URL ahead of this setting, raw
+# (query included: kombu would apply its own reading of the TLS options). The read and write
+# URLs come before it: every connection uses the checked URL and the TLS options above.
+CELERY_BROKER_READ_URL = CELERY_BROKER_WRITE_URL = CELERY_BROKER_URL
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **CELERY_BROKER_TRANSPORT_OPTIONS,
+    # At least 300: above the task's longest retry countdown (see base.py).
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300, default=300),
+}
+
+# Mail (order confirmations, sent by the worker): the SMTP server from one URL. The password
+# is a setting like the database's: Django's error reports and the debug page mask it.
+_email = env_email("EMAIL_URL")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email["EMAIL_HOST"]
+EMAIL_PORT = _email["EMAIL_PORT"]
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"]
+EMAIL_USE_TLS = _email["EMAIL_USE_TLS"]
+EMAIL_USE_SSL = _email["EMAIL_USE_SSL"]
+DEFAULT_FROM_EMAIL = env_from_email("DJANGO_DEFAULT_FROM_EMAIL", ALLOWED_HOSTS)
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -27,17 +27,21 @@ DATABASES = {
     }
 }
 
+_REDIS_URL = os.environ.get("ORDERS_TEST_REDIS_URL", "redis://:orders-test@127.0.0.1:56379/0")
 CACHES = {
     "default": {
         "BACKEND": "common.redis_cache.RedisCache",
-        "LOCATION": os.environ.get(
-            "ORDERS_TEST_REDIS_URL", "redis://:orders-test@127.0.0.1:56379/0"
-        ),
+        "LOCATION": _REDIS_URL,
         "KEY_PREFIX": "orders-test",
         "TIMEOUT": 300,
         "OPTIONS": dict(REDIS_CLIENT_OPTIONS),
     }
 }
+
+# The broker is the test Redis, database 1 (the cache's database is flushed before each test).
+CELERY_BROKER_URL = _REDIS_URL.rsplit("/", 1)[0] + "/1"
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+DEFAULT_FROM_EMAIL = "orders@shop.example.test"
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STATIC_ROOT = str(BASE_DIR / ".test-static")

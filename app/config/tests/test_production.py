@@ -1,6 +1,7 @@
 """The production settings and the deploy path, exercised as the deploy runs them: in
 subprocesses with only the environment (docs/decisions.md §3) to go on."""
 
+import json
 import os
 import socket
 import subprocess
@@ -32,6 +33,8 @@ KEYS = [
     "DJANGO_TRUSTED_PROXIES",
     "DJANGO_HSTS_INCLUDE_SUBDOMAINS",
     "DJANGO_HSTS_PRELOAD",
+    "CELERY_BROKER_URL",
+    "EMAIL_URL",
 ]
 
 
@@ -50,7 +53,11 @@ def with_db(url: str, name: str | None = None, port: int | None = None) -> str:
 
 
 def prod_env(tmp_path, **overrides) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_", "CELERY_", "EMAIL_"))
+    }
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.production",
         DJANGO_SECRET_KEY=SECRET,
@@ -66,6 +73,8 @@ def prod_env(tmp_path, **overrides) -> dict:
         DJANGO_TRUSTED_PROXIES="127.0.0.1/32,::1/128,unix",
         DJANGO_HSTS_INCLUDE_SUBDOMAINS="true",
         DJANGO_HSTS_PRELOAD="true",
+        CELERY_BROKER_URL=REDIS_URL.rsplit("/", 1)[0] + "/1",
+        EMAIL_URL="smtp+tls://orders%40shop.example.test:mail-secret@smtp.example.test:587",
     )
     for key, value in overrides.items():
         if value is None:
@@ -160,6 +169,13 @@ def test_missing_key_stops_startup_naming_it(tmp_path, key):
         ("DJANGO_ORDER_DETAIL_CACHE_SECONDS", "-1"),
         ("DJANGO_ORDER_DETAIL_CACHE_SECONDS", "5m"),
         ("DJANGO_SERVER_TIMING", "sometimes"),
+        ("CELERY_BROKER_URL", "amqp://guest:guest@localhost//"),
+        ("CELERY_BROKER_URL", "rediss://:pw@q:6380/0?ssl_cert_reqs=none"),
+        ("CELERY_VISIBILITY_TIMEOUT", "60"),
+        ("CELERY_VISIBILITY_TIMEOUT", "5m"),
+        ("EMAIL_URL", "consolemail://"),
+        ("EMAIL_URL", "smtp://u:pw@mail:25?EMAIL_USE_TLS=1"),
+        ("DJANGO_DEFAULT_FROM_EMAIL", "not an address"),
     ],
 )
 def test_malformed_key_stops_startup_naming_it(tmp_path, key, value):
@@ -358,8 +374,8 @@ class gunicorn:  # noqa: N801 - used as a context manager
         if os.path.exists(self.sock):
             os.unlink(self.sock)
 
-    def get(self, path, https=False, raw=False):
-        """GET over the unix socket, as nginx would send it."""
+    def get(self, path, https=False, raw=False, method="GET", body=None, headers=None):
+        """GET (or ``method``) over the unix socket, as nginx would send it."""
         import http.client
         import json
 
@@ -370,10 +386,14 @@ class gunicorn:  # noqa: N801 - used as a context manager
                 conn.sock.connect(self.sock)
 
         conn = UnixConnection("localhost")
-        headers = {"Host": "shop.example.test", "X-Forwarded-For": "198.51.100.1"}
+        headers = {
+            "Host": "shop.example.test",
+            "X-Forwarded-For": "198.51.100.1",
+            **(headers or {}),
+        }
         if https:
             headers["X-Forwarded-Proto"] = "https"
-        conn.request("GET", path, headers=headers)
+        conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
         data = response.read()
         conn.close()
@@ -386,3 +406,99 @@ class gunicorn:  # noqa: N801 - used as a context manager
 def test_server_timing_is_opt_in(tmp_path, value, shown):
     wsgi = wsgi_settings(prod_env(tmp_path, DJANGO_SERVER_TIMING=value), "print(s.SERVER_TIMING)")
     assert wsgi.stdout.strip() == shown, wsgi.stderr
+
+
+def test_mail_and_broker_settings(tmp_path):
+    env = prod_env(
+        tmp_path,
+        CELERY_BROKER_URL=(
+            "rediss://:pw@queue.internal:6380/1"
+            "?ssl_cert_reqs=required&ssl_check_hostname=true&ssl_ca_certs=/etc/orders/ca.crt"
+        ),
+        CELERY_VISIBILITY_TIMEOUT="900",
+    )
+    code = (
+        "from config.celery import app; c = app.conf; r, w = app.connection_for_read(),"
+        " app.connection_for_write(); assert r.as_uri(True) == w.as_uri(True) and r.ssl == w.ssl;"
+        "print(w.as_uri(True), w.ssl['ssl_ca_certs'], w.ssl['ssl_cert_reqs'],"
+        " w.ssl['ssl_check_hostname'], w.transport_options['visibility_timeout'],"
+        " c.task_acks_late, c.task_always_eager, c.worker_hijack_root_logger, c.timezone);"
+        "print(s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_HOST_USER, s.EMAIL_USE_TLS, s.EMAIL_USE_SSL,"
+        " s.EMAIL_TIMEOUT, s.DEFAULT_FROM_EMAIL)"
+    )
+    result = wsgi_settings(env, code)
+    assert result.stdout.split() == [
+        "rediss://:pw@queue.internal:6380/1",
+        "/etc/orders/ca.crt",
+        "2",  # ssl.CERT_REQUIRED
+        "True",
+        "900",
+        "True",
+        "False",
+        "False",
+        "UTC",
+        "smtp.example.test",
+        "587",
+        "orders@shop.example.test",
+        "True",
+        "False",
+        "10",
+        "orders@shop.example.test",
+    ], result.stderr
+    # The default visibility timeout, and DJANGO_DEFAULT_FROM_EMAIL given.
+    env = prod_env(tmp_path, DJANGO_DEFAULT_FROM_EMAIL="Shop <shop@example.test>")
+    result = wsgi_settings(
+        env,
+        "from config.celery import app;"
+        "print(app.conf.broker_transport_options['visibility_timeout'], app.conf.broker_use_ssl);"
+        "print(s.DEFAULT_FROM_EMAIL)",
+    )
+    assert result.stdout.splitlines() == ["300 None", "Shop <shop@example.test>"], result.stderr
+
+
+def test_bad_mail_url_never_shows_its_password(tmp_path):
+    env = prod_env(tmp_path, EMAIL_URL="smtps://u:mail-secret@smtp.example.test")
+    result = manage(env, "check")
+    assert "EMAIL_URL is malformed" in result.stderr
+    assert "mail-secret" not in result.stdout + result.stderr
+
+
+def test_gunicorn_with_broker_down_still_creates_orders(tmp_path, transactional_db):
+    """The confirmation cannot be queued: the order is still 201, within about a second, and
+    the log names the order (the sweep sends the mail later)."""
+    from django.db import connection
+
+    from apps.accounts.services import create_token
+    from conftest import make_product, make_user
+
+    token = create_token(make_user())
+    product = make_product(stock=5)
+    test_db = with_db(DB_URL, connection.settings_dict["NAME"])
+    env = prod_env(
+        tmp_path,
+        CELERY_BROKER_URL=f"redis://:pw@127.0.0.1:{free_port()}/1",
+        DATABASE_URL=test_db,
+        DATABASE_DIRECT_URL=test_db,
+    )
+    body = json.dumps({"items": [{"product_id": product.pk, "quantity": 1}]})
+    server = gunicorn(env)
+    with server as get:
+        start = time.monotonic()
+        status, created = get(
+            "/api/orders/",
+            https=True,
+            method="POST",
+            body=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        elapsed = time.monotonic() - start
+    assert status == 201, created
+    assert elapsed < 2, elapsed
+    log = server.proc.stderr.read()
+    warnings = [
+        json.loads(line)
+        for line in log.splitlines()
+        if line.startswith("{") and '"orders.confirmation"' in line
+    ]
+    assert [(w["level"], w["order_id"]) for w in warnings] == [("WARNING", created["id"])], log
+    assert "pw@" not in log
