@@ -40,6 +40,7 @@ PEER_PORTS = [
     ("app", "gunicorn_port", 8000, "web"),
     ("db", "postgresql_port", 5432, "app"),
     ("cache", "redis_port", 6379, "app"),
+    ("cache", "redis_queue_port", 6380, "app"),
     ("db", "pgbackrest_tls_port", 8432, "backup"),
     ("backup", "pgbackrest_tls_port", 8432, "db"),
 ]

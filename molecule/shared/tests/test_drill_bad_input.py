@@ -56,6 +56,13 @@ def drop_db_group(inv_dir: Path) -> None:
     f.write_text(yaml.safe_dump(data))
 
 
+def worker_not_an_app_host(inv_dir: Path) -> None:
+    f = inv_dir / molecule_inventory().name
+    data = yaml.safe_load(f.read_text())
+    data["all"]["children"]["worker"] = {"hosts": {"ghost1": {"ansible_host": "192.0.2.99"}}}
+    f.write_text(yaml.safe_dump(data))
+
+
 def clear_vault(inv_dir: Path) -> None:
     d = inv_dir / "group_vars" / "web"
     d.mkdir(parents=True)
@@ -83,6 +90,9 @@ CASES = {
     "missing vault secret": ([], drop_vault, False, ["Missing secret(s)", "vault_db_password", "ansible-vault encrypt"]),
     "app host with no db host": ([], drop_db_group, True, ["and one in db (a single PostgreSQL) or three or more"]),
     "vault file left in clear": ([], clear_vault, True, ["holds secrets in clear text", "ansible-vault encrypt"]),
+    "worker host that is not an app host": ([], worker_not_an_app_host, True,
+                                            ["The worker group has ghost1, which is not in the app group",
+                                             "leave the worker group empty"]),
 }
 
 

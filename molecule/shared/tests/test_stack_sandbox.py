@@ -1,6 +1,7 @@
 """Every long-running unit of the stack is confined by systemd: `systemd-analyze security` rates
 Debian's units (nginx, PostgreSQL, PgBouncer, with the common role's drop-ins) at most 5.0 and
-the units the stack writes itself (Gunicorn; Redis, whose Debian unit is hardened) at most 1.5.
+the units the stack writes itself (Gunicorn, Celery's worker and beat; Redis, whose Debian units
+are hardened) at most 1.5; postfix, Debian's as it is, at most 5.0.
 The drills (reboot, SIGKILL, planned restart) run against these same sandboxed units."""
 
 import re
@@ -25,11 +26,26 @@ UNITS = [
     ("db", "pgbouncer.service", 5.0),
     ("app", "orders-gunicorn.service", 1.5),
     ("cache", "redis-server.service", 1.5),
+    # the asynchronous half (docs/decisions.md §15): the queue instance (Debian's template unit),
+    # Celery's worker (on every worker host; beat on the first: test_stack_async), the local MTA
+    # (Debian 13 runs postfix.service itself, Debian 12 its instance postfix@-.service)
+    ("cache", "redis-server@queue.service", 1.5),
+    ("app", "orders-celery.service", 1.5),
+    ("app", "postfix*.service", 5.0),
 ]
 
 
+def test_beat_exposure_at_most_1_5(host):
+    need(host, "app")
+    if not host.file("/etc/systemd/system/orders-celery-beat.service").exists:
+        pytest.skip("beat runs on the first worker host only")
+    assert host.service("orders-celery-beat.service").is_running
+    out = host.check_output("systemd-analyze security --no-pager orders-celery-beat.service | tail -1")
+    assert float(re.search(r"exposure level for \S+: ([0-9.]+)", out).group(1)) <= 1.5, out
+
+
 def _unit(host, pattern: str) -> str:
-    name = host.check_output(f"systemctl list-units --plain --no-legend '{pattern}' | awk '{{print $1}}'")
+    name = host.check_output(f"systemctl list-units --state=running --plain --no-legend '{pattern}' | awk '{{print $1}}'")
     assert name, f"no running unit matches {pattern}"
     return name
 
