@@ -17,7 +17,8 @@ import secrets
 import time
 from urllib.parse import urlencode, urlsplit
 
-from test_stack_web import _token
+from test_stack_async import wait_for_mails
+from test_stack_web import _in_stock_product, _token
 
 from drill import Stream, deploy, https_request, scenario_inventory, set_cookies, vault_password_file
 
@@ -51,6 +52,19 @@ def psql(host, user: str, password: str, port: int):
 def redis_ping(host, password: str) -> str:
     cmd = host.run(f"REDISCLI_AUTH='{password}' redis-cli -h 127.0.0.1 --no-auth-warning ping")
     return (cmd.stdout + cmd.stderr).strip()
+
+
+def queue_ping(host, password: str) -> str:
+    cmd = host.run(f"REDISCLI_AUTH='{password}' redis-cli --user orders -p 6380 -h 127.0.0.1 --no-auth-warning ping")
+    return (cmd.stdout + cmd.stderr).strip()
+
+
+def create_order(host, address, domain, ca) -> int:
+    auth = {"Authorization": f"Bearer {_token(host, 'demo0003')}", "Content-Type": "application/json"}
+    body = json.dumps({"items": [{"product_id": _in_stock_product(host), "quantity": 1}]}).encode()
+    status, _, created = https_request(address, domain, ca, "POST", "/api/orders/", headers=auth, body=body)
+    assert status == 201, created
+    return json.loads(created)["id"]
 
 
 def vault_values() -> dict:
@@ -150,21 +164,27 @@ def test_db_password_rotation_has_no_window_and_retires_the_old_login(all_in_one
 
 
 def test_redis_password_rotation_has_no_window_and_restarts_nothing(all_in_one):
-    """New vault_redis_password, one deploy: Redis accepts both passwords live (ACL SETUSER, no
-    restart, so the cache stays) while the app switches, then only the new one."""
+    """New vault_redis_password and vault_redis_queue_password, one deploy: each Redis instance
+    accepts both passwords live (ACL SETUSER, no restart, so the cache and the queue stay) while
+    the app and its workers switch, then only the new one; an order made after it is mailed
+    (the worker uses the new broker password)."""
     host, address, domain, ca = all_in_one
     inventory = str(scenario_inventory())
     old_password = urlsplit(live_env(host)["REDIS_URL"]).password
     new_password = new_secret()
+    old_queue_password, new_queue_password = urlsplit(live_env(host)["CELERY_BROKER_URL"]).password, new_secret()
     redis_pid = host.check_output("systemctl show -P MainPID redis-server")
+    queue_pid = host.check_output("systemctl show -P MainPID redis-server@queue")
     health, orders = streams(address, domain, ca, host)
     try:
         with health, orders:
             time.sleep(2)
-            run = deploy(inventory, *extra(stack_redis_password=new_password))
+            run = deploy(inventory, *extra(stack_redis_password=new_password,
+                                           stack_redis_queue_password=new_queue_password))
             time.sleep(3)
         check(run)
-        assert_no_secret(run, {"old": old_password, "new": new_password})
+        assert_no_secret(run, {"old": old_password, "new": new_password,
+                               "old queue": old_queue_password, "new queue": new_queue_password})
         assert len(health.results) > 100 and len(orders.results) > 50
         assert health.failures() == [], health.statuses()
         assert orders.failures() == [], orders.statuses()
@@ -174,12 +194,20 @@ def test_redis_password_rotation_has_no_window_and_restarts_nothing(all_in_one):
         assert redis_ping(host, new_password) == "PONG"
         assert "WRONGPASS" in redis_ping(host, old_password)
         assert host.check_output("systemctl show -P MainPID redis-server") == redis_pid, "Redis restarted"
+        assert urlsplit(live_env(host)["CELERY_BROKER_URL"]).password == new_queue_password
+        assert queue_ping(host, new_queue_password) == "PONG"
+        assert "WRONGPASS" in queue_ping(host, old_queue_password)
+        assert host.check_output("systemctl show -P MainPID redis-server@queue") == queue_pid, "the queue restarted"
+        order_id = create_order(host, address, domain, ca)
+        assert len(wait_for_mails(order_id, [host])) == 1, "no mail: the worker cannot use the new password"
     finally:
         restore = deploy(inventory, "-v")
     check(restore)
-    assert_no_secret(restore, {"old": new_password})
+    assert_no_secret(restore, {"old": new_password, "old queue": new_queue_password})
     assert redis_ping(host, old_password) == "PONG"
     assert "WRONGPASS" in redis_ping(host, new_password)
+    assert queue_ping(host, old_queue_password) == "PONG"
+    assert "WRONGPASS" in queue_ping(host, new_queue_password)
 
 
 def admin_login(address, domain, ca, host) -> dict:

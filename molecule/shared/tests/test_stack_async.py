@@ -84,6 +84,9 @@ def test_queue_instance_refuses_the_default_user_and_dangerous_commands(host):
     anonymous = queue_cli(host, "PING", login=False)
     assert "NOAUTH" in anonymous.stdout + anonymous.stderr
     assert queue_cli(host, "PING").stdout.strip() == "PONG"
+    # the role's own administrator: its password root's alone, on this host only
+    admin = host.file("/etc/redis/queue-admin.password")
+    assert (admin.user, admin.group, admin.mode) == ("root", "root", 0o600)
     for command in ("FLUSHALL", "KEYS '*'", "CONFIG GET maxmemory", "SAVE"):
         out = queue_cli(host, command)
         assert "NOPERM" in out.stdout + out.stderr, (command, out.stdout, out.stderr)
