@@ -72,13 +72,15 @@ def app_variant(dest: Path, append: dict[str, str]) -> Path:
     return dest
 
 
-# A migration that fails (the table does not exist): its release must not go live.
-FAILING_MIGRATION = {"apps/orders/migrations/0002_drill_fails.py": """
+# A migration that fails (the table does not exist): its release must not go live. It follows
+# the app's newest migration of the orders app (another leaf would be a conflict, not a failure).
+_LATEST_ORDERS_MIGRATION = max(p.stem for p in (REPO / "app/apps/orders/migrations").glob("[0-9][0-9][0-9][0-9]_*.py"))
+FAILING_MIGRATION = {"apps/orders/migrations/9999_drill_fails.py": f"""
 from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("orders", "0001_initial")]
+    dependencies = [("orders", "{_LATEST_ORDERS_MIGRATION}")]
     operations = [migrations.RunSQL("UPDATE drill_no_such_table SET x = 1", migrations.RunSQL.noop)]
 """}
 

@@ -181,7 +181,8 @@ def test_release_failing_on_the_first_app_host_stops_the_rollout(host, site, app
     (drill.FAILS_UNDER_SOCKET_ACTIVATION) on the first app host of the serial roll-out: the run
     fails saying so, that host is switched back and put back into nginx's rotation, the next app
     host is never switched nor restarted, the release is removed from both, and a /healthz
-    stream through the web host sees no failed request. The scenario's release is deployed again."""
+    stream through the web host sees no failed request. The scenario's release is deployed again
+    only when a check failed (once they all pass, every host is shown to be as it was)."""
     inventory = str(scenario_inventory())
     web = host.backend.get_hostname()
     (first, _), (second, second_host) = list(app_hosts.items())[:2]
@@ -192,6 +193,7 @@ def test_release_failing_on_the_first_app_host_stops_the_rollout(host, site, app
     second_started = second_host.check_output(started)
     upstream = host.check_output(f"sha256sum {site_file}")
     source = app_variant(tmp_path / "app", FAILS_UNDER_SOCKET_ACTIVATION)
+    as_before = False
     try:
         with Stream(site["address"], site["domain"], site["ca"], rate=10, max_seconds=600, timeout=40) as s:
             time.sleep(2)
@@ -219,8 +221,10 @@ def test_release_failing_on_the_first_app_host_stops_the_rollout(host, site, app
         # back in rotation: the upstream is byte for byte as before, and requests reach the host
         assert host.check_output(f"sha256sum {site_file}") == upstream
         assert _spread(site, app_hosts)[first], f"{first} gets no requests"
+        as_before = True
     finally:
-        assert deploy(inventory).returncode == 0
+        if not as_before:
+            assert deploy(inventory).returncode == 0
     assert {name: _current(app) for name, app in app_hosts.items()} == before
 
 
